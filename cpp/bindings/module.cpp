@@ -1,0 +1,28 @@
+// module.cpp: assembles the _core extension from the per-area registration functions.
+#include <pybind11/stl.h>
+
+#include "common.hpp"
+
+namespace vk::bind {
+void register_random(py::module_& m);
+void register_divergence(py::module_& m);
+void register_likelihood(py::module_& m);
+void register_optim(py::module_& m);
+}  // namespace vk::bind
+
+PYBIND11_MODULE(_core, m) {
+    namespace py = pybind11;
+    m.doc() = "vaekernels CPU kernels (private: use the functions in the vaekernels package)";
+    const vk::cpu::Kernels& k = vk::cpu::kernels();  // raises at import if VAEKERNELS_SIMD names a bad level
+    m.attr("simd_level") = std::string(k.name);
+    m.def("simd_levels", &vk::cpu::available_levels, "Instruction-set levels compiled in and usable on this CPU.");
+#if defined(_OPENMP)
+    m.attr("openmp") = true;
+#else
+    m.attr("openmp") = false;
+#endif
+    vk::bind::register_random(m);
+    vk::bind::register_divergence(m);
+    vk::bind::register_likelihood(m);
+    vk::bind::register_optim(m);
+}

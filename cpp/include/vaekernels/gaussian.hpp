@@ -1,0 +1,105 @@
+// gaussian.hpp: per-element terms of the VAE's densities and divergences, and their derivatives.
+// The CPU loops (cpp/src) and the CUDA kernels (cuda/) sum these over the last axis; nothing else
+// writes these formulas.
+//
+// Valid inputs: any finite values. logvar enters through exp(+-logvar): |logvar| up to ~88 (float32) or
+// ~709 (float64) is finite; beyond, exp overflows to inf and the result is +-inf or NaN as IEEE
+// arithmetic gives. NaN in any input gives NaN in the rows it touches.
+#pragma once
+
+#include "math.hpp"
+
+VK_BEGIN_NAMESPACE
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+// KL(N(mu, e^lv) || N(0, 1)) for one coordinate: 0.5 (mu^2 + (e^lv - 1 - lv)).
+template <class T>
+VK_HD T kl_standard_normal_term(T mu, T lv) {
+    return T(0.5) * (mu * mu + exp_m1_mx(lv));
+}
+// d/dmu = mu, d/dlv = 0.5 (e^lv - 1).
+template <class T>
+VK_HD void kl_standard_normal_grad(T mu, T lv, T& dmu, T& dlv) {
+    dmu = mu;
+    dlv = T(0.5) * vexpm1(lv);
+}
+
+// KL(N(mq, e^lq) || N(mp, e^lp)) for one coordinate: 0.5 ((e^d - 1 - d) + (mq - mp)^2 e^-lp), d = lq - lp.
+template <class T>
+VK_HD T kl_normal_term(T mq, T lq, T mp, T lp) {
+    const T diff = mq - mp;
+    return T(0.5) * (exp_m1_mx(lq - lp) + diff * diff * vexp(-lp));
+}
+template <class T>
+VK_HD void kl_normal_grad(T mq, T lq, T mp, T lp, T& dmq, T& dlq, T& dmp, T& dlp) {
+    const T diff = mq - mp;
+    const T prec = vexp(-lp);
+    const T half_em1 = T(0.5) * vexpm1(lq - lp);
+    dmq = diff * prec;
+    dmp = -dmq;
+    dlq = half_em1;
+    dlp = -half_em1 - T(0.5) * diff * diff * prec;
+}
+
+// log Bernoulli(x | sigmoid(l)) = x l - softplus(l), written as (x - [l >= 0]) l - log1p(e^-|l|) so that
+// |l| up to 1e4 (and beyond) costs no cancellation of large terms. x is meant to lie in [0, 1]
+// (continuous relaxations such as grey-level pixels are allowed); other x give the same formula's value.
+template <class T>
+VK_HD T bernoulli_log_prob_term(T x, T l) {
+    const T a = l < T(0) ? -l : l;
+    const T lin = (l >= T(0) ? x - T(1) : x) * l;
+    return lin - log1p_unit(vexp(-a));
+}
+// Value and d/dl = x - sigmoid(l), sharing e^-|l|.
+template <class T>
+VK_HD T bernoulli_log_prob_term_grad(T x, T l, T& dl) {
+    const T a = l < T(0) ? -l : l;
+    const T e = vexp(-a);
+    const T inv = T(1) / (T(1) + e);
+    const T sig = l >= T(0) ? inv : e * inv;
+    dl = x - sig;
+    return (l >= T(0) ? x - T(1) : x) * l - log1p_unit(e);
+}
+
+// log N(x | m, e^lv) = -0.5 (log 2 pi + lv + (x - m)^2 e^-lv).
+template <class T>
+VK_HD T normal_log_prob_term(T x, T m, T lv) {
+    const T d = x - m;
+    return T(-0.5) * ((T(kLog2Pi) + lv) + d * d * vexp(-lv));
+}
+// d/dm = (x - m) e^-lv, d/dlv = 0.5 ((x - m)^2 e^-lv - 1).
+template <class T>
+VK_HD T normal_log_prob_term_grad(T x, T m, T lv, T& dm, T& dlv) {
+    const T d = x - m;
+    const T prec = vexp(-lv);
+    const T sq = d * d * prec;
+    dm = d * prec;
+    dlv = T(0.5) * (sq - T(1));
+    return T(-0.5) * ((T(kLog2Pi) + lv) + sq);
+}
+
+template <class T>
+VK_HD T standard_normal_log_prob_term(T z) {
+    return T(-0.5) * (T(kLog2Pi) + z * z);
+}
+
+// z = mu + e^(lv/2) eps
+template <class T>
+VK_HD T reparameterize_term(T mu, T lv, T eps) {
+    return mu + vexp(T(0.5) * lv) * eps;
+}
+
+// AdamW update of one parameter (PyTorch's order: decay first, then the Adam step).
+// The caller computes once, in double: decay_factor = 1 - lr wd, step_size = lr / (1 - beta1^t),
+// bc2_sqrt = sqrt(1 - beta2^t).
+template <class T>
+VK_HD void adam_update(T& p, T g, T& m, T& v, T beta1, T beta2, T eps, T decay_factor, T step_size,
+                       T bc2_sqrt) {
+    m = beta1 * m + (T(1) - beta1) * g;
+    v = beta2 * v + (T(1) - beta2) * (g * g);
+    p = p * decay_factor;
+    p = p - step_size * (m / (vsqrt(v) / bc2_sqrt + eps));
+}
+
+VK_END_NAMESPACE

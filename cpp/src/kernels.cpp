@@ -1,0 +1,378 @@
+// kernels.cpp: the CPU kernels. This one file is compiled once per instruction-set level (CMake sets
+// VK_ISA_NAMESPACE and the -m flags); the loops are written so the compiler vectorises them, and every
+// floating-point operation is an explicit IEEE operation with contraction off, so all levels agree to
+// the bit. Row reductions use a fixed 16-lane partition (column j goes to lane j % 16, lanes summed in a
+// fixed tree), which is what keeps sums identical across vector widths and thread counts.
+#include "kernels.hpp"
+
+#include <algorithm>
+
+#include "vaekernels/gaussian.hpp"
+#include "vaekernels/random.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#define VK_CAT2(a, b) a##b
+#define VK_CAT(a, b) VK_CAT2(a, b)
+
+VK_BEGIN_NAMESPACE
+namespace {
+
+using std::int64_t;
+using std::uint64_t;
+
+constexpr int kLanes = 16;
+constexpr int64_t kChunk = 1024;               // elements per work buffer (fits L1 with a few buffers)
+constexpr int64_t kParallelMin = 32768;        // below this many elements one thread is faster
+
+// ---------------------------------------------------------------------------------------------
+// Row-sum helpers: fixed lane partition, fixed combination tree
+// ---------------------------------------------------------------------------------------------
+template <class T>
+struct LaneSum {
+    T acc[kLanes];
+    LaneSum() { for (int l = 0; l < kLanes; ++l) acc[l] = T(0); }
+    // Adds t[0..n) to lanes 0, 1, ..., starting at a column that is a multiple of kLanes.
+    void add(const T* t, int64_t n) {
+        int64_t j = 0;
+        for (; j + kLanes <= n; j += kLanes)
+            for (int l = 0; l < kLanes; ++l) acc[l] += t[j + l];
+        for (int l = 0; j + l < n; ++l) acc[l] += t[j + l];
+    }
+    T total() {
+        for (int w = kLanes / 2; w > 0; w /= 2)
+            for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+        return acc[0];
+    }
+};
+
+// Calls fn(flat_begin, n, terms) over row blocks and sums terms per row into row_out. fn computes the
+// elementwise part (and any side outputs) for flat positions [flat_begin, flat_begin + n) and writes one
+// term per element. Rows are split across threads; each row's sum is independent of the split.
+template <class T, class Fn>
+void row_reduce(int64_t rows, int64_t cols, T* row_out, Fn fn) {
+    if (rows <= 0) return;
+    if (cols == 0) { std::fill(row_out, row_out + rows, T(0)); return; }
+    const int64_t rows_per_block = cols >= kChunk ? 1 : kChunk / cols;
+    const int64_t n_blocks = (rows + rows_per_block - 1) / rows_per_block;
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        alignas(64) T terms[kChunk];
+        const int64_t r0 = blk * rows_per_block;
+        const int64_t r1 = std::min(rows, r0 + rows_per_block);
+        if (cols < kChunk) {
+            fn(r0 * cols, (r1 - r0) * cols, terms);
+            for (int64_t r = r0; r < r1; ++r) {
+                LaneSum<T> s;
+                s.add(terms + (r - r0) * cols, cols);
+                row_out[r] = s.total();
+            }
+        } else {
+            LaneSum<T> s;
+            for (int64_t c0 = 0; c0 < cols; c0 += kChunk) {
+                const int64_t n = std::min(kChunk, cols - c0);
+                fn(r0 * cols + c0, n, terms);
+                s.add(terms, n);
+            }
+            row_out[r0] = s.total();
+        }
+    }
+}
+
+// Calls fn(begin, n) over [0, total) in chunks, in parallel when large.
+template <class Fn>
+void elementwise(int64_t total, Fn fn) {
+    if (total <= 0) return;
+    const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (total >= kParallelMin)
+    for (int64_t c = 0; c < n_chunks; ++c) {
+        const int64_t b = c * kChunk;
+        fn(b, std::min(kChunk, total - b));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random streams: the vectorised body matches normal_at / uniform_at (random.hpp) bit for bit
+// ---------------------------------------------------------------------------------------------
+constexpr int64_t kBlocks = 256;  // Philox blocks per inner batch
+
+// Philox words of blocks [b0, b0 + nb) in structure-of-arrays form, so the loop vectorises.
+void philox_words(uint64_t seed, uint64_t b0, int64_t nb, uint32_t tag, uint32_t* w0, uint32_t* w1,
+                  uint32_t* w2, uint32_t* w3) {
+    const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+    for (int64_t i = 0; i < nb; ++i) {
+        const uint64_t b = b0 + static_cast<uint64_t>(i);
+        uint32_t c0 = static_cast<uint32_t>(b), c1 = static_cast<uint32_t>(b >> 32), c2 = tag, c3 = 0;
+        Philox4x32x10::block(c0, c1, c2, c3, k0, k1);
+        w0[i] = c0; w1[i] = c1; w2[i] = c2; w3[i] = c3;
+    }
+}
+
+// Normals at stream positions [pos, pos + n) into out.
+void normal_fill(uint64_t seed, uint64_t pos, int64_t n, float* out) {
+    while (n > 0 && (pos & 3u) != 0) { *out++ = normal_at_f32(seed, pos++); --n; }
+    alignas(64) uint32_t w0[kBlocks], w1[kBlocks], w2[kBlocks], w3[kBlocks];
+    alignas(64) float a[kBlocks], b[kBlocks], c[kBlocks], d[kBlocks];
+    while (n >= 4) {
+        const int64_t nb = std::min<int64_t>(kBlocks, n / 4);
+        philox_words(seed, pos >> 2, nb, kTagNormal, w0, w1, w2, w3);
+        for (int64_t i = 0; i < nb; ++i) {
+            box_muller_f32(w0[i], w1[i], a[i], b[i]);
+            box_muller_f32(w2[i], w3[i], c[i], d[i]);
+        }
+        for (int64_t i = 0; i < nb; ++i) {
+            out[4 * i] = a[i]; out[4 * i + 1] = b[i]; out[4 * i + 2] = c[i]; out[4 * i + 3] = d[i];
+        }
+        out += 4 * nb; pos += 4 * static_cast<uint64_t>(nb); n -= 4 * nb;
+    }
+    while (n > 0) { *out++ = normal_at_f32(seed, pos++); --n; }
+}
+
+void normal_fill(uint64_t seed, uint64_t pos, int64_t n, double* out) {
+    if (n > 0 && (pos & 1u) != 0) { *out++ = normal_at_f64(seed, pos++); --n; }
+    alignas(64) uint32_t w0[kBlocks], w1[kBlocks], w2[kBlocks], w3[kBlocks];
+    alignas(64) double a[kBlocks], b[kBlocks];
+    while (n >= 2) {
+        const int64_t nb = std::min<int64_t>(kBlocks, n / 2);
+        philox_words(seed, pos >> 1, nb, kTagNormal, w0, w1, w2, w3);
+        for (int64_t i = 0; i < nb; ++i) box_muller_f64(w0[i], w1[i], w2[i], w3[i], a[i], b[i]);
+        for (int64_t i = 0; i < nb; ++i) { out[2 * i] = a[i]; out[2 * i + 1] = b[i]; }
+        out += 2 * nb; pos += 2 * static_cast<uint64_t>(nb); n -= 2 * nb;
+    }
+    if (n > 0) *out = normal_at_f64(seed, pos);
+}
+
+void uniform_fill(uint64_t seed, uint64_t pos, int64_t n, float* out) {
+    while (n > 0 && (pos & 3u) != 0) { *out++ = uniform_at_f32(seed, pos++); --n; }
+    alignas(64) uint32_t w0[kBlocks], w1[kBlocks], w2[kBlocks], w3[kBlocks];
+    while (n >= 4) {
+        const int64_t nb = std::min<int64_t>(kBlocks, n / 4);
+        philox_words(seed, pos >> 2, nb, kTagUniform, w0, w1, w2, w3);
+        for (int64_t i = 0; i < nb; ++i) {
+            out[4 * i] = uniform_open_f32(w0[i]); out[4 * i + 1] = uniform_open_f32(w1[i]);
+            out[4 * i + 2] = uniform_open_f32(w2[i]); out[4 * i + 3] = uniform_open_f32(w3[i]);
+        }
+        out += 4 * nb; pos += 4 * static_cast<uint64_t>(nb); n -= 4 * nb;
+    }
+    while (n > 0) { *out++ = uniform_at_f32(seed, pos++); --n; }
+}
+
+void uniform_fill(uint64_t seed, uint64_t pos, int64_t n, double* out) {
+    if (n > 0 && (pos & 1u) != 0) { *out++ = uniform_at_f64(seed, pos++); --n; }
+    alignas(64) uint32_t w0[kBlocks], w1[kBlocks], w2[kBlocks], w3[kBlocks];
+    while (n >= 2) {
+        const int64_t nb = std::min<int64_t>(kBlocks, n / 2);
+        philox_words(seed, pos >> 1, nb, kTagUniform, w0, w1, w2, w3);
+        for (int64_t i = 0; i < nb; ++i) {
+            out[2 * i] = uniform_open_f64(w0[i], w1[i]);
+            out[2 * i + 1] = uniform_open_f64(w2[i], w3[i]);
+        }
+        out += 2 * nb; pos += 2 * static_cast<uint64_t>(nb); n -= 2 * nb;
+    }
+    if (n > 0) *out = uniform_at_f64(seed, pos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels
+// ---------------------------------------------------------------------------------------------
+template <class T>
+void randn_kernel(uint64_t seed, uint64_t offset, int64_t n, T* out) {
+    elementwise(n, [&](int64_t b, int64_t len) { normal_fill(seed, offset + b, len, out + b); });
+}
+
+template <class T>
+void rand_kernel(uint64_t seed, uint64_t offset, int64_t n, T* out) {
+    elementwise(n, [&](int64_t b, int64_t len) { uniform_fill(seed, offset + b, len, out + b); });
+}
+
+template <class T>
+void reparameterize_kernel(const T* mu, const T* lv, int64_t n, int64_t n_samples, uint64_t seed,
+                           uint64_t offset, T* z) {
+    elementwise(n * n_samples, [&](int64_t b, int64_t len) {
+        alignas(64) T eps[kChunk];
+        normal_fill(seed, offset + b, len, eps);
+        // A chunk may straddle two samples: i runs over the flat (sample, element) index.
+        int64_t i = b % n;
+        T* zo = z + b;
+        for (int64_t k = 0; k < len;) {
+            const int64_t run = std::min(len - k, n - i);
+            const T* m = mu + i;
+            const T* l = lv + i;
+            const T* e = eps + k;
+            T* o = zo + k;
+            for (int64_t j = 0; j < run; ++j) o[j] = reparameterize_term(m[j], l[j], e[j]);
+            k += run;
+            i = 0;
+        }
+    });
+}
+
+template <class T>
+void kl_standard_normal_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, T* kl) {
+    row_reduce<T>(rows, cols, kl, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) t[j] = kl_standard_normal_term(mu[b + j], lv[b + j]);
+    });
+}
+
+template <class T>
+void kl_standard_normal_backward_kernel(const T* grad, const T* mu, const T* lv, int64_t rows, int64_t cols,
+                                        T* dmu, T* dlv) {
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+    for (int64_t r = 0; r < rows; ++r) {
+        const T g = grad[r];
+        const int64_t o = r * cols;
+        for (int64_t j = 0; j < cols; ++j) {
+            T a, b;
+            kl_standard_normal_grad(mu[o + j], lv[o + j], a, b);
+            dmu[o + j] = g * a;
+            dlv[o + j] = g * b;
+        }
+    }
+}
+
+template <class T>
+void kl_normal_kernel(const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows, int64_t cols, T* kl) {
+    row_reduce<T>(rows, cols, kl, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) t[j] = kl_normal_term(mq[b + j], lq[b + j], mp[b + j], lp[b + j]);
+    });
+}
+
+template <class T>
+void kl_normal_backward_kernel(const T* grad, const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows,
+                               int64_t cols, T* dmq, T* dlq, T* dmp, T* dlp) {
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
+    for (int64_t r = 0; r < rows; ++r) {
+        const T g = grad[r];
+        const int64_t o = r * cols;
+        for (int64_t j = 0; j < cols; ++j) {
+            T a, b, c, d;
+            kl_normal_grad(mq[o + j], lq[o + j], mp[o + j], lp[o + j], a, b, c, d);
+            dmq[o + j] = g * a; dlq[o + j] = g * b; dmp[o + j] = g * c; dlp[o + j] = g * d;
+        }
+    }
+}
+
+template <class T>
+void bernoulli_log_prob_kernel(const T* x, const T* logits, int64_t rows, int64_t cols, T* out) {
+    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) t[j] = bernoulli_log_prob_term(x[b + j], logits[b + j]);
+    });
+}
+
+template <class T>
+void bernoulli_log_prob_and_grad_kernel(const T* x, const T* logits, int64_t rows, int64_t cols, T* out,
+                                        T* dlogits) {
+    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) t[j] = bernoulli_log_prob_term_grad(x[b + j], logits[b + j], dlogits[b + j]);
+    });
+}
+
+template <class T>
+void normal_log_prob_kernel(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out) {
+    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) t[j] = normal_log_prob_term(x[b + j], mean[b + j], lv[b + j]);
+    });
+}
+
+template <class T>
+void normal_log_prob_and_grad_kernel(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out,
+                                     T* dmean, T* dlv) {
+    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j)
+            t[j] = normal_log_prob_term_grad(x[b + j], mean[b + j], lv[b + j], dmean[b + j], dlv[b + j]);
+    });
+}
+
+template <class T>
+void standard_normal_log_prob_kernel(const T* z, int64_t rows, int64_t cols, T* out) {
+    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) t[j] = standard_normal_log_prob_term(z[b + j]);
+    });
+}
+
+template <class T>
+void standard_normal_log_prob_and_grad_kernel(const T* z, int64_t rows, int64_t cols, T* out, T* dz) {
+    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+        for (int64_t j = 0; j < n; ++j) {
+            t[j] = standard_normal_log_prob_term(z[b + j]);
+            dz[b + j] = -z[b + j];
+        }
+    });
+}
+
+// z = mu + e^(lv/2) eps and kl = KL(q || N(0, I)) per row, in one pass; eps never leaves L1.
+template <class T>
+void latent_forward_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed, uint64_t offset,
+                           T* z, T* kl) {
+    row_reduce<T>(rows, cols, kl, [&](int64_t b, int64_t n, T* t) {
+        alignas(64) T eps[kChunk];
+        normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
+        for (int64_t j = 0; j < n; ++j) {
+            const T m = mu[b + j], l = lv[b + j];
+            z[b + j] = reparameterize_term(m, l, eps[j]);
+            t[j] = kl_standard_normal_term(m, l);
+        }
+    });
+}
+
+// Gradient of sum(dz * z) + w sum(kl) with eps regenerated from (seed, offset):
+//   dmu = dz + w mu,   dlv = dz eps e^(lv/2) / 2 + w (e^lv - 1) / 2.
+template <class T>
+void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed,
+                            uint64_t offset, T w, T* dmu, T* dlv) {
+    elementwise(rows * cols, [&](int64_t b, int64_t n) {
+        alignas(64) T eps[kChunk];
+        normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
+        for (int64_t j = 0; j < n; ++j) {
+            const T g = dz[b + j], m = mu[b + j], l = lv[b + j];
+            T kdm, kdl;
+            kl_standard_normal_grad(m, l, kdm, kdl);
+            dmu[b + j] = g + w * kdm;
+            dlv[b + j] = (g * eps[j]) * (T(0.5) * vexp(T(0.5) * l)) + w * kdl;
+        }
+    });
+}
+
+template <class T>
+void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, const cpu::AdamHyper& h) {
+    const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps), decay = T(h.decay_factor);
+    const T step = T(h.step_size), bc2 = T(h.bc2_sqrt);
+    elementwise(n, [&](int64_t b, int64_t len) {
+        for (int64_t j = b; j < b + len; ++j) adam_update(p[j], g[j], m[j], v[j], b1, b2, eps, decay, step, bc2);
+    });
+}
+
+template <class T>
+cpu::KernelTable<T> make_table() {
+    cpu::KernelTable<T> t;
+    t.randn = randn_kernel<T>;
+    t.rand = rand_kernel<T>;
+    t.reparameterize = reparameterize_kernel<T>;
+    t.kl_standard_normal = kl_standard_normal_kernel<T>;
+    t.kl_standard_normal_backward = kl_standard_normal_backward_kernel<T>;
+    t.kl_normal = kl_normal_kernel<T>;
+    t.kl_normal_backward = kl_normal_backward_kernel<T>;
+    t.bernoulli_log_prob = bernoulli_log_prob_kernel<T>;
+    t.bernoulli_log_prob_and_grad = bernoulli_log_prob_and_grad_kernel<T>;
+    t.normal_log_prob = normal_log_prob_kernel<T>;
+    t.normal_log_prob_and_grad = normal_log_prob_and_grad_kernel<T>;
+    t.standard_normal_log_prob = standard_normal_log_prob_kernel<T>;
+    t.standard_normal_log_prob_and_grad = standard_normal_log_prob_and_grad_kernel<T>;
+    t.latent_forward = latent_forward_kernel<T>;
+    t.latent_backward = latent_backward_kernel<T>;
+    t.adam_step = adam_step_kernel<T>;
+    return t;
+}
+
+}  // namespace
+VK_END_NAMESPACE
+
+namespace vk::cpu {
+// One getter per compiled level, e.g. kernels_isa_avx2(); dispatch.cpp declares them.
+const Kernels& VK_CAT(kernels_, VK_ISA_NAMESPACE)() {
+    static const Kernels k{VK_ISA_LEVEL_NAME, vk::make_table<float>(), vk::make_table<double>()};
+    return k;
+}
+}  // namespace vk::cpu
