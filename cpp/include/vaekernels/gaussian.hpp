@@ -59,7 +59,7 @@ VK_HD T bernoulli_log_prob_term_grad(T x, T l, T& dl) {
     const T inv = T(1) / (T(1) + e);
     const T sig = l >= T(0) ? inv : e * inv;
     dl = x - sig;
-    return (l >= T(0) ? x - T(1) : x) * l - log1p_unit(e);
+    return (l >= T(0) ? x - T(1) : x) * l - log1p_unit(e, inv);
 }
 
 // log N(x | m, e^lv) = -0.5 (log 2 pi + lv + (x - m)^2 e^-lv).

@@ -8,7 +8,7 @@
 //
 // Accuracy (checked in tests/test_math.py against float64/longdouble references):
 //   exp, log: <= 2 ulp in float32 and float64 over the whole finite range (subnormals included);
-//   log1p_unit (argument in [0, 1]): <= 3 ulp; exp_m1_mx(x) = e^x - 1 - x: <= 4 ulp relative.
+//   log1p_unit (argument in [0, 1]): <= 2 ulp; exp_m1_mx(x) = e^x - 1 - x and expm1: <= 3 ulp relative.
 // Special values follow IEEE/C99: exp(-inf)=0, exp(+inf)=inf, log(0)=-inf, log(x<0)=NaN, NaN -> NaN.
 #pragma once
 
@@ -113,7 +113,7 @@ VK_HD double log_poly(double z) {
     return p * z;
 }
 
-// (e^x - 1 - x) / x^2 on |x| <= 1/2, the series sum_k x^k / (k+2)!.
+// (e^x - 1 - x) / x^2 on |x| < 1, the series sum_k x^k / (k+2)!.
 VK_HD float exp_m1_mx_series(float x) {
     float p = 1.0f / 39916800;                                    // 1/11!
     p = p * x + 1.0f / 3628800; p = p * x + 1.0f / 362880; p = p * x + 1.0f / 40320; p = p * x + 1.0f / 5040;
@@ -121,7 +121,8 @@ VK_HD float exp_m1_mx_series(float x) {
     return p;
 }
 VK_HD double exp_m1_mx_series(double x) {
-    double p = 1.0 / 355687428096000.0;                           // 1/17!
+    double p = 1.0 / 121645100408832000.0;                        // 1/19!
+    p = p * x + 1.0 / 6402373705728000.0; p = p * x + 1.0 / 355687428096000.0;
     p = p * x + 1.0 / 20922789888000.0; p = p * x + 1.0 / 1307674368000.0; p = p * x + 1.0 / 87178291200.0;
     p = p * x + 1.0 / 6227020800.0; p = p * x + 1.0 / 479001600.0; p = p * x + 1.0 / 39916800.0;
     p = p * x + 1.0 / 3628800.0; p = p * x + 1.0 / 362880.0; p = p * x + 1.0 / 40320.0; p = p * x + 1.0 / 5040.0;
@@ -209,20 +210,33 @@ VK_HD T vlog(T x) {
     return y;
 }
 
-// log(1 + y) for y in [0, 1] (what softplus needs). Goldberg's trick: with u = 1 + y rounded,
-// log(u) * y / (u - 1) cancels the rounding error of u to first order.
+// log(1 + y) for y in [0, 1] (what softplus and the Bernoulli terms need), given inv = 1 / (1 + y)
+// computed by the caller as T(1) / (T(1) + y) (the sigmoid needs it too, so the division is shared).
+// u = 1 + y is rounded; c = y - (u - 1) is that rounding error exactly, and log(1 + y) = log(u) + c / u.
+// u lies in [1, 2], so the reduction needs no exponent extraction: u = 2^k m, k in {0, 1}.
+template <class T>
+VK_HD T log1p_unit(T y, T inv) {
+    using Tr = FloatTraits<T>;
+    const T u = T(1) + y;
+    const T c = y - (u - T(1));
+    const bool big = u > Tr::kSqrt2;
+    const T f = (big ? u * T(0.5) : u) - T(1);                   // exact (Sterbenz)
+    const T s = f / (T(2) + f);
+    const T hfsq = T(0.5) * f * f;
+    const T log_m = f - (hfsq - s * (hfsq + log_poly(s * s)));
+    const T k = big ? T(1) : T(0);
+    return k * Tr::kLn2Hi + (log_m + (k * Tr::kLn2Lo + c * inv));
+}
 template <class T>
 VK_HD T log1p_unit(T y) {
-    const T u = T(1) + y;
-    const T d = u - T(1);
-    const T r = vlog(u) * (y / (d == T(0) ? T(1) : d));
-    return d == T(0) ? y : r;
+    return log1p_unit(y, T(1) / (T(1) + y));
 }
 
 // e^x - 1 - x without cancellation near 0 (series there, the direct formula elsewhere).
+// The series is used on |x| < 1, where the direct formula would lose up to ~10 ulp to cancellation.
 template <class T>
 VK_HD T exp_m1_mx(T x) {
-    const bool small = x > T(-0.5) && x < T(0.5);
+    const bool small = x > T(-1) && x < T(1);
     const T direct = (vexp(x) - T(1)) - x;
     const T series = x * x * exp_m1_mx_series(x);
     return small ? series : direct;
@@ -231,7 +245,7 @@ VK_HD T exp_m1_mx(T x) {
 // e^x - 1 accurate near 0, from the same split.
 template <class T>
 VK_HD T vexpm1(T x) {
-    const bool small = x > T(-0.5) && x < T(0.5);
+    const bool small = x > T(-1) && x < T(1);
     const T series = x + x * x * exp_m1_mx_series(x);
     return small ? series : vexp(x) - T(1);
 }
