@@ -21,7 +21,7 @@ void def_optim(py::module_& m) {
         h.eps = eps;
         h.decay_factor = 1.0 - lr * weight_decay;
         h.step_size = lr / (1.0 - std::pow(beta1, static_cast<double>(step)));
-        h.bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
+        h.inv_bc2_sqrt = 1.0 / std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
         T* p = writable(param, "param");
         T* a = writable(m1, "m");
         T* b = writable(m2, "v");

@@ -343,10 +343,10 @@ void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t rows,
 template <class T>
 void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, const cpu::AdamHyper& h) {
     const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps), decay = T(h.decay_factor);
-    const T step = T(h.step_size), bc2 = T(h.bc2_sqrt);
+    const T step = T(h.step_size), inv_bc2 = T(h.inv_bc2_sqrt);
     // Captured by value: by-reference captures make the pointers themselves loads that the stores might alias.
     elementwise(n, [=](int64_t b, int64_t len) {
-        for (int64_t j = b; j < b + len; ++j) adam_update(p[j], g[j], m[j], v[j], b1, b2, eps, decay, step, bc2);
+        for (int64_t j = b; j < b + len; ++j) adam_update(p[j], g[j], m[j], v[j], b1, b2, eps, decay, step, inv_bc2);
     });
 }
 

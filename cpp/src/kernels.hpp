@@ -15,7 +15,7 @@ struct AdamHyper {
     double beta1, beta2, eps;
     double decay_factor;   // 1 - lr * weight_decay
     double step_size;      // lr / (1 - beta1^t)
-    double bc2_sqrt;       // sqrt(1 - beta2^t)
+    double inv_bc2_sqrt;   // 1 / sqrt(1 - beta2^t)
 };
 
 template <class T>

@@ -92,14 +92,14 @@ VK_HD T reparameterize_term(T mu, T lv, T eps) {
 
 // AdamW update of one parameter (PyTorch's order: decay first, then the Adam step).
 // The caller computes once, in double: decay_factor = 1 - lr wd, step_size = lr / (1 - beta1^t),
-// bc2_sqrt = sqrt(1 - beta2^t).
+// inv_bc2_sqrt = 1 / sqrt(1 - beta2^t) (a multiply instead of PyTorch's divide: one division per element).
 template <class T>
 VK_HD void adam_update(T& p, T g, T& m, T& v, T beta1, T beta2, T eps, T decay_factor, T step_size,
-                       T bc2_sqrt) {
+                       T inv_bc2_sqrt) {
     m = beta1 * m + (T(1) - beta1) * g;
     v = beta2 * v + (T(1) - beta2) * (g * g);
     p = p * decay_factor;
-    p = p - step_size * (m / (vsqrt(v) / bc2_sqrt + eps));
+    p = p - step_size * (m / (vsqrt(v) * inv_bc2_sqrt + eps));
 }
 
 VK_END_NAMESPACE
