@@ -4,6 +4,7 @@ The kernels (``vaekernels.ops``) are exported here; see ``help(vaekernels.randn)
 formulas and the random-stream positions each one consumes.
 """
 from . import _core
+from ._cuda_dispatch import cuda_available, cuda_built
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
 
@@ -20,4 +21,4 @@ def simd_level():
     return _core.simd_level
 
 
-__all__ = list(_ops_all) + ["simd_levels", "simd_level", "__version__"]
+__all__ = list(_ops_all) + ["simd_levels", "simd_level", "cuda_built", "cuda_available", "__version__"]

@@ -24,7 +24,9 @@ def float_arrays(*named):
     for name, a in named:
         if not isinstance(a, np.ndarray):
             if hasattr(a, "__cuda_array_interface__"):
-                raise TypeError(f"{name} is a GPU array; mixing GPU and host (NumPy) arrays is not supported")
+                host = f" but {first} is a host (NumPy) array" if first else ""
+                raise TypeError(f"{name} is a GPU array{host}; mixing GPU and host (NumPy) arrays is not supported "
+                                f"(move them to one side with cupy.asarray / cupy.asnumpy)")
             a = np.asarray(a)
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")

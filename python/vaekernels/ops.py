@@ -12,12 +12,17 @@ Conventions (all functions):
 * NaN and inf propagate as IEEE arithmetic does: a NaN input gives NaN in the rows (or elements) it
   touches; ``logvar`` beyond about +-88 (float32) / +-709 (float64) overflows ``exp`` to inf.
 * The GIL is released while a kernel runs.
+* Device arrays: every function also takes CuPy arrays (or any object with ``__cuda_array_interface__``)
+  and then runs on the GPU, on CuPy's current stream, returning CuPy arrays on the same device with the
+  same bits as on the CPU (needs the CUDA build and ``vaekernels[cuda]``; see ``cuda_available()``).
+  Host and device arrays cannot be mixed in one call (TypeError). ``randn``/``rand`` take ``device="cuda"``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import _core
+from . import _cuda_dispatch as _gpu
 from . import _validate as V
 
 __all__ = [
@@ -39,6 +44,8 @@ def philox4x32_10(counters, keys):
     counters: uint32 (N, 4); keys: uint32 (N, 2). Returns uint32 (N, 4): row i is
     Philox4x32-10(counter=counters[i], key=keys[i]).
     """
+    if type(counters) is not np.ndarray and _gpu.is_device_array(counters):
+        return _gpu.philox4x32_10(counters, keys)
     counters = np.asarray(counters)
     keys = np.asarray(keys)
     for name, a in (("counters", counters), ("keys", keys)):
@@ -53,13 +60,18 @@ def philox4x32_10(counters, keys):
     return out
 
 
-def randn(shape, seed, offset=0, dtype=np.float32, *, out=None):
+def randn(shape, seed, offset=0, dtype=np.float32, *, out=None, device=None):
     """Standard normal numbers at stream positions ``offset .. offset + prod(shape) - 1`` of ``seed``.
 
     ``randn(10, s, offset=5)`` equals ``randn(15, s)[5:]`` bit for bit. Box-Muller on Philox4x32-10
     (tag 0): float32 uses one 32-bit word per uniform (|z| <= 5.77), float64 two (|z| <= 8.49).
     seed: int in [0, 2**64). offset: int >= 0. Returns an array of ``shape`` and ``dtype`` (or fills ``out``).
+    device: None (a NumPy array, or the device of ``out``), "cpu", "cuda" (CuPy's current GPU) or "cuda:N";
+    on a GPU the result is a CuPy array with the same bits as on the CPU.
     """
+    if device is not None or (out is not None and type(out) is not np.ndarray and _gpu.is_device_array(out)):
+        if device is None or _gpu.device_index(device) != "cpu":
+            return _gpu.randn(shape, seed, offset, dtype, out=out, device=device)
     shape = V.shape_arg(shape)
     dtype = V.dtype_arg(dtype)
     n = int(np.prod(shape, dtype=np.int64))
@@ -69,12 +81,15 @@ def randn(shape, seed, offset=0, dtype=np.float32, *, out=None):
     return out
 
 
-def rand(shape, seed, offset=0, dtype=np.float32, *, out=None):
+def rand(shape, seed, offset=0, dtype=np.float32, *, out=None, device=None):
     """Uniform numbers on the open interval (0, 1) at stream positions ``offset ..`` of ``seed``.
 
     A separate stream from ``randn`` (Philox tag 1). float32 values are (2k+1) 2^-24 (k < 2^23); float64
-    values are (2k+1) 2^-53 (k < 2^52). Same offset contract as ``randn``.
+    values are (2k+1) 2^-53 (k < 2^52). Same offset contract and ``device=`` argument as ``randn``.
     """
+    if device is not None or (out is not None and type(out) is not np.ndarray and _gpu.is_device_array(out)):
+        if device is None or _gpu.device_index(device) != "cpu":
+            return _gpu.rand(shape, seed, offset, dtype, out=out, device=device)
     shape = V.shape_arg(shape)
     dtype = V.dtype_arg(dtype)
     n = int(np.prod(shape, dtype=np.int64))
@@ -90,6 +105,8 @@ def reparameterize(mu, logvar, seed, offset=0, n_samples=None, *, out=None):
     mu, logvar: the same shape (any). With ``n_samples=k`` returns shape ``(k, *mu.shape)``; sample s uses
     stream positions ``offset + s * mu.size ..``. Consumes positions ``offset .. offset + k * mu.size - 1``.
     """
+    if type(mu) is not np.ndarray and _gpu.is_device_array(mu):
+        return _gpu.reparameterize(mu, logvar, seed, offset, n_samples, out=out)
     dtype, (mu, logvar) = V.float_arrays(("mu", mu), ("logvar", logvar))
     V.same_shape("mu", mu, "logvar", logvar)
     k = 1 if n_samples is None else V.integer("n_samples", n_samples, 1, 1 << 62)
@@ -109,6 +126,8 @@ def kl_standard_normal(mu, logvar, *, out=None):
     Per coordinate 0.5 * (mu^2 + exp(logvar) - 1 - logvar), with exp(lv) - 1 - lv evaluated without
     cancellation near 0. mu, logvar: (..., D). Returns (...).
     """
+    if type(mu) is not np.ndarray and _gpu.is_device_array(mu):
+        return _gpu.kl_standard_normal(mu, logvar, out=out)
     dtype, (mu, logvar) = V.float_arrays(("mu", mu), ("logvar", logvar))
     V.same_shape("mu", mu, "logvar", logvar)
     m2, batch = V.rows_view("mu", mu)
@@ -123,6 +142,8 @@ def kl_standard_normal_backward(grad, mu, logvar, *, out=None):
     grad: (...), the upstream gradient; mu, logvar: (..., D). Returns (dmu, dlogvar):
     dmu = grad * mu, dlogvar = grad * (exp(logvar) - 1) / 2.
     """
+    if type(grad) is not np.ndarray and _gpu.is_device_array(grad):
+        return _gpu.kl_standard_normal_backward(grad, mu, logvar, out=out)
     dtype, (grad, mu, logvar) = V.float_arrays(("grad", grad), ("mu", mu), ("logvar", logvar))
     V.same_shape("mu", mu, "logvar", logvar)
     m2, batch = V.rows_view("mu", mu)
@@ -142,6 +163,8 @@ def kl_normal(mu_q, logvar_q, mu_p, logvar_p, *, out=None):
     Per coordinate 0.5 * ((e^d - 1 - d) + (mu_q - mu_p)^2 exp(-logvar_p)) with d = logvar_q - logvar_p.
     All four arguments (..., D), the same shape. Returns (...).
     """
+    if type(mu_q) is not np.ndarray and _gpu.is_device_array(mu_q):
+        return _gpu.kl_normal(mu_q, logvar_q, mu_p, logvar_p, out=out)
     dtype, arrs = V.float_arrays(("mu_q", mu_q), ("logvar_q", logvar_q), ("mu_p", mu_p), ("logvar_p", logvar_p))
     mq, lq, mp, lp = arrs
     for name, a in (("logvar_q", lq), ("mu_p", mp), ("logvar_p", lp)):
@@ -159,6 +182,8 @@ def kl_normal_backward(grad, mu_q, logvar_q, mu_p, logvar_p, *, out=None):
     dmu_q = g (mu_q - mu_p) e^-lp, dmu_p = -dmu_q, dlogvar_q = g (e^(lq - lp) - 1) / 2,
     dlogvar_p = -g ((e^(lq - lp) - 1) + (mu_q - mu_p)^2 e^-lp) / 2.
     """
+    if type(grad) is not np.ndarray and _gpu.is_device_array(grad):
+        return _gpu.kl_normal_backward(grad, mu_q, logvar_q, mu_p, logvar_p, out=out)
     dtype, arrs = V.float_arrays(("grad", grad), ("mu_q", mu_q), ("logvar_q", logvar_q), ("mu_p", mu_p),
                                  ("logvar_p", logvar_p))
     grad, mq, lq, mp, lp = arrs
@@ -184,6 +209,8 @@ def bernoulli_log_prob(x, logits, *, out=None):
     (|l| = 1e4 included). x is meant to lie in [0, 1] (grey levels allowed); other values give the same
     formula's value. x, logits: (..., D). Returns (...).
     """
+    if type(x) is not np.ndarray and _gpu.is_device_array(x):
+        return _gpu.bernoulli_log_prob(x, logits, out=out)
     dtype, (x, logits) = V.float_arrays(("x", x), ("logits", logits))
     V.same_shape("logits", logits, "x", x)
     l2, batch = V.rows_view("logits", logits)
@@ -194,6 +221,8 @@ def bernoulli_log_prob(x, logits, *, out=None):
 
 def bernoulli_log_prob_and_grad(x, logits, *, out=None):
     """(log_prob (...), d sum(log_prob) / d logits (..., D)) in one pass; the gradient is x - sigmoid(l)."""
+    if type(x) is not np.ndarray and _gpu.is_device_array(x):
+        return _gpu.bernoulli_log_prob_and_grad(x, logits, out=out)
     dtype, (x, logits) = V.float_arrays(("x", x), ("logits", logits))
     V.same_shape("logits", logits, "x", x)
     l2, batch = V.rows_view("logits", logits)
@@ -207,6 +236,8 @@ def bernoulli_log_prob_and_grad(x, logits, *, out=None):
 def normal_log_prob(x, mean, logvar, *, out=None):
     """log N(x | mean, diag exp(logvar)) summed over the last axis:
     -0.5 * sum(log(2 pi) + logvar + (x - mean)^2 exp(-logvar)). All (..., D). Returns (...)."""
+    if type(x) is not np.ndarray and _gpu.is_device_array(x):
+        return _gpu.normal_log_prob(x, mean, logvar, out=out)
     dtype, (x, mean, logvar) = V.float_arrays(("x", x), ("mean", mean), ("logvar", logvar))
     V.same_shape("mean", mean, "x", x)
     V.same_shape("mean", mean, "logvar", logvar)
@@ -219,6 +250,8 @@ def normal_log_prob(x, mean, logvar, *, out=None):
 def normal_log_prob_and_grad(x, mean, logvar, *, out=None):
     """(log_prob (...), dmean, dlogvar) of the summed log-density in one pass:
     dmean = (x - mean) exp(-logvar), dlogvar = ((x - mean)^2 exp(-logvar) - 1) / 2."""
+    if type(x) is not np.ndarray and _gpu.is_device_array(x):
+        return _gpu.normal_log_prob_and_grad(x, mean, logvar, out=out)
     dtype, (x, mean, logvar) = V.float_arrays(("x", x), ("mean", mean), ("logvar", logvar))
     V.same_shape("mean", mean, "x", x)
     V.same_shape("mean", mean, "logvar", logvar)
@@ -235,6 +268,8 @@ def normal_log_prob_and_grad(x, mean, logvar, *, out=None):
 
 def standard_normal_log_prob(z, *, out=None):
     """log N(z | 0, I) summed over the last axis: -0.5 * sum(log(2 pi) + z^2). z: (..., D). Returns (...)."""
+    if type(z) is not np.ndarray and _gpu.is_device_array(z):
+        return _gpu.standard_normal_log_prob(z, out=out)
     dtype, (z,) = V.float_arrays(("z", z))
     z2, batch = V.rows_view("z", z)
     out = V.output("out", out, batch, dtype)
@@ -244,6 +279,8 @@ def standard_normal_log_prob(z, *, out=None):
 
 def standard_normal_log_prob_and_grad(z, *, out=None):
     """(log_prob (...), dz = -z (..., D)) in one pass."""
+    if type(z) is not np.ndarray and _gpu.is_device_array(z):
+        return _gpu.standard_normal_log_prob_and_grad(z, out=out)
     dtype, (z,) = V.float_arrays(("z", z))
     z2, batch = V.rows_view("z", z)
     o1, o2 = V.outputs("out", out, 2)
@@ -260,6 +297,8 @@ def latent_forward(mu, logvar, seed, offset=0, *, out=None):
     """(z, kl) in one pass: z equals ``reparameterize(mu, logvar, seed, offset)`` bit for bit and kl equals
     ``kl_standard_normal(mu, logvar)``. mu, logvar: (..., L). Returns z (..., L) and kl (...).
     Consumes stream positions ``offset .. offset + mu.size - 1``; eps is never stored."""
+    if type(mu) is not np.ndarray and _gpu.is_device_array(mu):
+        return _gpu.latent_forward(mu, logvar, seed, offset, out=out)
     dtype, (mu, logvar) = V.float_arrays(("mu", mu), ("logvar", logvar))
     V.same_shape("mu", mu, "logvar", logvar)
     seed, offset = V.seed_offset(seed, offset, mu.size)
@@ -277,6 +316,8 @@ def latent_backward(dz, mu, logvar, seed, offset=0, kl_weight=1.0, *, out=None):
     eps is regenerated from (seed, offset), never stored: dmu = dz + w mu,
     dlogvar = dz * eps * exp(logvar / 2) / 2 + w (exp(logvar) - 1) / 2. Returns (dmu, dlogvar).
     """
+    if type(dz) is not np.ndarray and _gpu.is_device_array(dz):
+        return _gpu.latent_backward(dz, mu, logvar, seed, offset, kl_weight, out=out)
     dtype, (dz, mu, logvar) = V.float_arrays(("dz", dz), ("mu", mu), ("logvar", logvar))
     V.same_shape("mu", mu, "dz", dz)
     V.same_shape("mu", mu, "logvar", logvar)
@@ -304,6 +345,8 @@ def adam_step(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8
     param, m, v must be C-contiguous writable arrays of one dtype (they are updated in place); grad any
     layout. step is the 1-based step count used for bias correction. Returns param.
     """
+    if type(param) is not np.ndarray and _gpu.is_device_array(param):
+        return _gpu.adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay)
     for name, a in (("param", param), ("m", m), ("v", v)):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name} must be a NumPy array (it is updated in place), got {type(a).__name__}")

@@ -1,0 +1,35 @@
+// optim.cu: the fused AdamW step, in place on param, m and v (the update of gaussian.hpp, adam_update).
+#include "common.cuh"
+#include "vaekernels/gaussian.hpp"
+
+namespace vk::gpu {
+
+// ----------------------------------------------------------------------------
+// kernels
+
+// Hyper-parameters arrive already rounded to T, exactly as the CPU kernel rounds them.
+template <class T>
+__global__ void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, T b2, T eps, T decay, T step,
+                                 T bc2) {
+    for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+        T pi = p[i], mi = m[i], vi = v[i];
+        adam_update(pi, g[i], mi, vi, b1, b2, eps, decay, step, bc2);
+        p[i] = pi; m[i] = mi; v[i] = vi;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+template <class T>
+void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, const AdamHyper& h, cudaStream_t s) {
+    if (n <= 0) return;
+    adam_step_kernel<T><<<grid_for(n, kThreads), kThreads, 0, s>>>(
+        param, grad, m, v, n, T(h.beta1), T(h.beta2), T(h.eps), T(h.decay_factor), T(h.step_size), T(h.bc2_sqrt));
+    check_launch("adam_step_kernel");
+}
+
+template void adam_step<float>(float*, const float*, float*, float*, int64_t, const AdamHyper&, cudaStream_t);
+template void adam_step<double>(double*, const double*, double*, double*, int64_t, const AdamHyper&, cudaStream_t);
+
+}  // namespace vk::gpu
