@@ -36,7 +36,7 @@ def float_arrays(*named):
             raise TypeError(
                 f"{name} has dtype {a.dtype} but {first} has dtype {dtype}; mixed dtypes are not cast silently "
                 f"(convert with .astype first)")
-        out.append(np.ascontiguousarray(a))
+        out.append(np.asarray(a, order="C"))  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
     return dtype, out
 
 
