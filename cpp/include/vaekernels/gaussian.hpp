@@ -26,16 +26,36 @@ VK_HD void kl_standard_normal_grad(T mu, T lv, T& dmu, T& dlv) {
 }
 
 // KL(N(mq, e^lq) || N(mp, e^lp)) for one coordinate: 0.5 ((e^d - 1 - d) + (mq - mp)^2 e^-lp), d = lq - lp.
+// d = lq - lp is rounded, and e^d amplifies that rounding to |d| eps / 2 relative error (6 ulp at |d| = 12,
+// more than e^lq / e^lp computed naively). TwoSum gives the rounding error dd exactly; the terms are
+// corrected to first order, f(d + dd) = f(d) + f'(d) dd. The correction is dropped where it is not finite
+// (d infinite, or e^d overflowing), so infinities and NaN propagate as before.
+template <class T>
+VK_HD T logvar_diff(T lq, T lp, T& dd) {
+    const T d = lq - lp;
+    const T nb = d - lq;                                          // ~ -lp
+    dd = (lq - (d - nb)) - (lp + nb);
+    return d;
+}
+template <class T>
+VK_HD T finite_or_zero(T c) { return c - c == T(0) ? c : T(0); }
+
 template <class T>
 VK_HD T kl_normal_term(T mq, T lq, T mp, T lp) {
     const T diff = mq - mp;
-    return T(0.5) * (exp_m1_mx(lq - lp) + diff * diff * vexp(-lp));
+    T dd;
+    const T d = logvar_diff(lq, lp, dd);
+    const T em1mx = exp_m1_mx(d) + finite_or_zero(vexpm1(d) * dd);
+    return T(0.5) * (em1mx + diff * diff * vexp(-lp));
 }
 template <class T>
 VK_HD void kl_normal_grad(T mq, T lq, T mp, T lp, T& dmq, T& dlq, T& dmp, T& dlp) {
     const T diff = mq - mp;
     const T prec = vexp(-lp);
-    const T half_em1 = T(0.5) * vexpm1(lq - lp);
+    T dd;
+    const T d = logvar_diff(lq, lp, dd);
+    const T em1 = vexpm1(d);
+    const T half_em1 = T(0.5) * (em1 + finite_or_zero((em1 + T(1)) * dd));
     dmq = diff * prec;
     dmp = -dmq;
     dlq = half_em1;
