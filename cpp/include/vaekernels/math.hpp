@@ -158,10 +158,14 @@ VK_HD void sincos_poly(double a, double& s, double& c) {
 // exp, log, log1p on [0, 1], e^x - 1 - x, expm1
 // ---------------------------------------------------------------------------------------------
 
-// e^x. Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2; 2^n applied in two halves so that results in
-// the subnormal range are rounded once, and so that n never leaves the normal exponent range.
+// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, shared by vexp, vexpm1 and exp_m1_mx.
 template <class T>
-VK_HD T vexp(T x) {
+struct ExpReduced {
+    T r;
+    typename FloatTraits<T>::SBits n;
+};
+template <class T>
+VK_HD ExpReduced<T> exp_reduce(T x) {
     using Tr = FloatTraits<T>;
     using SBits = typename Tr::SBits;
     // Clamp keeps n bounded (a NaN passes through the comparisons untouched and poisons the result).
@@ -171,11 +175,23 @@ VK_HD T vexp(T x) {
     const T nf = shifted - Tr::kRoundMagic;
     // n from the low mantissa bits of `shifted` (no float->int conversion, so no UB on NaN).
     const SBits n = static_cast<SBits>(bits_of(shifted) - bits_of(Tr::kRoundMagic));
-    const T r = (xc - nf * Tr::kLn2Hi) - nf * Tr::kLn2Lo;
-    const T p = exp_poly(r);
+    return {(xc - nf * Tr::kLn2Hi) - nf * Tr::kLn2Lo, n};
+}
+// p * 2^n, applied in two halves so that results in the subnormal range are rounded once and n never
+// leaves the normal exponent range; overflow/underflow of the original x decided by the caller.
+template <class T>
+VK_HD T exp_scale(T p, typename FloatTraits<T>::SBits n) {
+    using SBits = typename FloatTraits<T>::SBits;
     const SBits n1 = static_cast<SBits>(n / 2);
-    const SBits n2 = n - n1;
-    T y = (p * pow2i<T>(n1)) * pow2i<T>(n2);
+    return (p * pow2i<T>(n1)) * pow2i<T>(n - n1);
+}
+
+// e^x.
+template <class T>
+VK_HD T vexp(T x) {
+    using Tr = FloatTraits<T>;
+    const ExpReduced<T> e = exp_reduce(x);
+    T y = exp_scale(exp_poly(e.r), e.n);
     y = x > Tr::kExpHi ? Tr::kInf : y;
     y = x < Tr::kExpLo ? T(0) : y;
     return y;
@@ -232,22 +248,39 @@ VK_HD T log1p_unit(T y) {
     return log1p_unit(y, T(1) / (T(1) + y));
 }
 
-// e^x - 1 - x without cancellation near 0 (series there, the direct formula elsewhere).
-// The series is used on |x| < 1, where the direct formula would lose up to ~10 ulp to cancellation.
+// e^x - 1 - x and e^x - 1 without cancellation near 0. One polynomial serves both regimes: with
+// q(t) = e^t - 1 - t = t^2 S(t), S the series above, the result is q(x) itself on |x| < 1 (where the direct
+// formula would lose up to ~10 ulp), and 2^n (1 + r + q(r)) - 1 [- x] from the reduction elsewhere.
+// Returns q(t) with t = x when `small` (|x| < 1: q is then e^x - 1 - x), t = r otherwise, and sets
+// em1_big = e^x - 1 from the reduction (+inf above the overflow threshold, -1 below underflow).
+// (Plain scalars and an out-parameter rather than a struct with a bool: GCC 12 will not vectorise the
+// latter.)
+template <class T>
+VK_HD T exp_m1_split(T x, bool small, T& em1_big) {
+    using Tr = FloatTraits<T>;
+    const ExpReduced<T> e = exp_reduce(x);
+    const T t = small ? x : e.r;
+    const T q = t * t * exp_m1_mx_series(t);
+    T ex = exp_scale(T(1) + (e.r + q), e.n);
+    ex = x > Tr::kExpHi ? Tr::kInf : ex;
+    ex = x < Tr::kExpLo ? T(0) : ex;
+    em1_big = ex - T(1);
+    return q;
+}
 template <class T>
 VK_HD T exp_m1_mx(T x) {
     const bool small = x > T(-1) && x < T(1);
-    const T direct = (vexp(x) - T(1)) - x;
-    const T series = x * x * exp_m1_mx_series(x);
-    return small ? series : direct;
+    T em1;
+    const T q = exp_m1_split(x, small, em1);
+    const T big = x == FloatTraits<T>::kInf ? x : em1 - x;       // inf - inf would be NaN; the limit is +inf
+    return small ? q : big;
 }
-
-// e^x - 1 accurate near 0, from the same split.
 template <class T>
 VK_HD T vexpm1(T x) {
     const bool small = x > T(-1) && x < T(1);
-    const T series = x + x * x * exp_m1_mx_series(x);
-    return small ? series : vexp(x) - T(1);
+    T em1;
+    const T q = exp_m1_split(x, small, em1);
+    return small ? x + q : em1;
 }
 
 // softplus(l) = log(1 + e^l) = max(l, 0) + log1p(e^-|l|): finite and exact to rounding for any finite l.
