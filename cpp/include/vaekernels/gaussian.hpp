@@ -77,8 +77,10 @@ VK_HD T bernoulli_log_prob_term_grad(T x, T l, T& dl) {
     const T a = l < T(0) ? -l : l;
     const T e = vexp(-a);
     const T inv = T(1) / (T(1) + e);
-    const T sig = l >= T(0) ? inv : e * inv;
-    dl = x - sig;
+    // x - sigmoid(l) = (x - 1) + sigmoid(-l) for l >= 0: no cancellation of 1 - sigmoid(l) (which is 0 in
+    // float32 beyond l ~ 17), so the gradient at saturated logits keeps its relative accuracy.
+    const T sig_small = e * inv;                                  // sigmoid(-|l|)
+    dl = l >= T(0) ? (x - T(1)) + sig_small : x - sig_small;
     return (l >= T(0) ? x - T(1) : x) * l - log1p_unit(e, inv);
 }
 
