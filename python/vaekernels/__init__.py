@@ -7,6 +7,9 @@ from . import _core
 from ._cuda_dispatch import cuda_available, cuda_built
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
+from . import datasets, nn  # noqa: E402  (the VAE layer, built on the kernels above)
+from .vae import VAE  # noqa: E402
+from . import mcmc  # noqa: E402  (batched Metropolis-Hastings)
 
 __version__ = "0.1.0"
 
@@ -21,4 +24,5 @@ def simd_level():
     return _core.simd_level
 
 
-__all__ = list(_ops_all) + ["simd_levels", "simd_level", "cuda_built", "cuda_available", "__version__"]
+__all__ = list(_ops_all) + ["simd_levels", "simd_level", "cuda_built", "cuda_available", "__version__",
+                              "VAE", "datasets", "nn"]

@@ -1,0 +1,264 @@
+"""The ``vaekernels`` command line (also ``python -m vaekernels``).
+
+    vaekernels                     the kernel demonstration (same as ``vaekernels bench``)
+    vaekernels bench               run every kernel against NumPy and print a table
+    vaekernels demo [--out DIR]    train a VAE on the 8x8 digits, print ELBO/IWAE, write plots + summary.json
+    vaekernels train --data digits|mnist:PATH|FILE.npy [--latent 50 --hidden 200,200 --epochs N
+                     --batch-size B --lr LR --out DIR ...]
+    vaekernels eval CHECKPOINT --data ... [--k 5000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+
+# -------------------------------------------------------------------------------------------------
+# argument types
+# -------------------------------------------------------------------------------------------------
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
+    return v
+
+
+def _hidden(text):
+    """'200,200' -> (200, 200); '' or 'none' -> () (a linear encoder and decoder)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        widths = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths such as 200,200 (or 'none'), got {text!r}") from None
+    if any(w < 1 for w in widths):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return widths
+
+
+def _data_spec(text):
+    """'digits', 'mnist:PATH' or a .npy file; validated early so typos give an argparse error."""
+    if text == "digits":
+        return ("digits", None)
+    if text.startswith("mnist:"):
+        path = text[len("mnist:"):]
+        if not os.path.exists(path):
+            raise argparse.ArgumentTypeError(f"no MNIST folder or file at {path!r}")
+        return ("mnist", path)
+    if text.endswith(".npy"):
+        if not os.path.isfile(text):
+            raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+        return ("npy", text)
+    raise argparse.ArgumentTypeError(f"expected 'digits', 'mnist:PATH' or a FILE.npy, got {text!r}")
+
+
+def _load_data(spec, split):
+    """(X, y or None) for a parsed --data spec. split: 'train' or 'test' (digits: an 80/20 split)."""
+    from . import datasets
+    kind, path = spec
+    if kind == "digits":
+        X, y = datasets.load_digits()
+        X_tr, X_te, y_tr, y_te = datasets.train_test_split(X, y, test_fraction=0.2, seed=0)
+        return (X_tr, y_tr) if split == "train" else (X_te, y_te)
+    if kind == "mnist":
+        return datasets.load_mnist(path, split)
+    X = np.load(path, allow_pickle=False)
+    if X.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D array (rows, features), got shape {X.shape}")
+    return X.astype(np.float32) if X.dtype != np.float64 else X, None
+
+
+# -------------------------------------------------------------------------------------------------
+# parser
+# -------------------------------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(prog="vaekernels", description="Fused C++/CUDA kernels for VAEs and MCMC. "
+                                "With no command, runs the kernel demonstration (`vaekernels bench`).")
+    sub = p.add_subparsers(dest="command", metavar="{demo,train,eval,bench}")
+
+    b = sub.add_parser("bench", help="run every kernel against NumPy and print a table (the default command)")
+    b.set_defaults(func=_cmd_bench)
+
+    d = sub.add_parser("demo", help="train a VAE on the 8x8 digits, print ELBO/IWAE, write plots and a summary")
+    d.add_argument("--out", default="vaekernels-demo", help="output folder (default: %(default)s)")
+    d.add_argument("--epochs", type=_nonneg_int, default=300, help="training epochs (default: %(default)s)")
+    d.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the model and data split")
+    d.add_argument("--latent", type=_positive_int, default=2, help="latent dimension (default: %(default)s)")
+    d.add_argument("--k", type=_positive_int, default=5000, help="IWAE samples per digit (default: %(default)s)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.set_defaults(func=_cmd_demo)
+
+    t = sub.add_parser("train", help="train a VAE and save a checkpoint")
+    t.add_argument("--data", type=_data_spec, required=True, help="digits | mnist:PATH | FILE.npy")
+    t.add_argument("--latent", type=_positive_int, default=50, help="latent dimension (default: %(default)s)")
+    t.add_argument("--hidden", type=_hidden, default=(200, 200),
+                   help="comma-separated hidden widths, or 'none' (default: 200,200)")
+    t.add_argument("--activation", default="tanh",
+                   choices=["tanh", "relu", "sigmoid", "softplus", "elu", "linear"])
+    t.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
+    t.add_argument("--binarize", default="auto", choices=["auto", "dynamic", "none"],
+                   help="auto: dynamic binarisation for a Bernoulli model on non-binary data")
+    t.add_argument("--epochs", type=_nonneg_int, default=10)
+    t.add_argument("--batch-size", type=_positive_int, default=100)
+    t.add_argument("--lr", type=_positive_float, default=1e-3)
+    t.add_argument("--seed", type=_nonneg_int, default=0)
+    t.add_argument("--validation", type=_nonneg_int, default=0,
+                   help="hold out the last N training rows for a per-epoch validation ELBO")
+    t.add_argument("--out", default="vaekernels-run", help="output folder: model.npz, history.json")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="ELBO and IWAE(k) of a checkpoint on a data set")
+    e.add_argument("checkpoint", help="a model.npz written by `vaekernels train` or VAE.save")
+    e.add_argument("--data", type=_data_spec, required=True, help="digits | mnist:PATH | FILE.npy")
+    e.add_argument("--split", default="test", choices=["train", "test"],
+                   help="digits/mnist split to evaluate (default: %(default)s)")
+    e.add_argument("--k", type=_positive_int, default=5000, help="IWAE samples (default: %(default)s)")
+    e.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N rows only")
+    e.add_argument("--binarize", default="auto", choices=["auto", "once", "none"],
+                   help="auto: binarise non-binary data once (fixed seed) for a Bernoulli model")
+    e.add_argument("--seed", type=_nonneg_int, default=0)
+    e.add_argument("--batch-size", type=_positive_int, default=8192,
+                   help="(sample, row) pairs per decoder pass in the IWAE (bounds memory)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.set_defaults(func=_cmd_eval)
+    return p
+
+
+# -------------------------------------------------------------------------------------------------
+# commands
+# -------------------------------------------------------------------------------------------------
+def _cmd_bench(args, parser):
+    from . import bench  # lazily: the kernel demonstration lives with the benchmarks' helpers
+    bench.kernel_demo()
+    return 0
+
+
+def _cmd_demo(args, parser):
+    from .demo import run_demo
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, n_latent=args.latent, k=args.k,
+             progress=not args.no_progress)
+    return 0
+
+
+def _is_binary(X):
+    return bool(np.all((X == 0) | (X == 1)))
+
+
+def _cmd_train(args, parser):
+    from .vae import VAE
+    try:
+        X, _ = _load_data(args.data, "train")
+    except (ValueError, OSError) as err:
+        parser.error(f"--data: {err}")
+    if args.validation >= len(X):
+        parser.error(f"--validation {args.validation} leaves no training rows (the data have {len(X)})")
+    X_val = X[len(X) - args.validation:] if args.validation else None
+    X_tr = X[:len(X) - args.validation]
+    binarize = args.binarize
+    if binarize == "auto":
+        binarize = "dynamic" if args.likelihood == "bernoulli" and not _is_binary(X_tr) else "none"
+    model = VAE(X.shape[1], args.latent, hidden=args.hidden, activation=args.activation,
+                likelihood=args.likelihood, seed=args.seed)
+    print(f"{model}\ntraining on {len(X_tr)} rows" + (f", validating on {len(X_val)}" if X_val is not None
+                                                         else "") + f", binarisation: {binarize}")
+    try:
+        hist = model.fit(X_tr, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         validation_data=X_val, binarize=None if binarize == "none" else binarize,
+                         progress=not args.no_progress)
+    except ValueError as err:
+        parser.error(str(err))
+    os.makedirs(args.out, exist_ok=True)
+    ckpt = model.save(os.path.join(args.out, "model.npz"))
+    with open(os.path.join(args.out, "history.json"), "w") as f:
+        json.dump({"args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+                            if k != "func"}, "binarize": binarize, "history": hist}, f, indent=1, default=str)
+    for i, ep in enumerate(hist["epoch"]):
+        line = f"epoch {ep + 1:4d}  ELBO {hist['elbo'][i]:9.3f}  KL {hist['kl'][i]:8.3f}"
+        if "val_elbo" in hist:
+            line += f"  validation ELBO {hist['val_elbo'][i]:9.3f}"
+        print(line + f"  {hist['seconds'][i]:.2f} s")
+    print(f"saved {ckpt}")
+    return 0
+
+
+def _cmd_eval(args, parser):
+    from . import datasets
+    from .vae import VAE
+    try:
+        model = VAE.load(args.checkpoint)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    try:
+        X, _ = _load_data(args.data, args.split)
+    except (ValueError, OSError) as err:
+        parser.error(f"--data: {err}")
+    if X.shape[1] != model.n_inputs:
+        parser.error(f"--data has {X.shape[1]} columns but the model expects {model.n_inputs}")
+    if args.limit:
+        X = X[:args.limit]
+    X = X.astype(model.dtype)
+    binarized = False
+    if args.binarize == "once" or (args.binarize == "auto" and model.likelihood == "bernoulli"
+                                   and not _is_binary(X)):
+        X = datasets.binarize(X, seed=args.seed + 1)
+        binarized = True
+    try:
+        elbo = model.elbo(X, seed=args.seed)
+        iwae = model.iwae(X, k=args.k, seed=args.seed, batch_size=args.batch_size)
+    except ValueError as err:
+        parser.error(str(err))
+    n = len(X)
+    res = {"checkpoint": args.checkpoint, "rows": n, "binarized_once": binarized, "k": args.k,
+           "elbo": float(elbo.mean()), "elbo_se": float(elbo.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+           "iwae": float(iwae.mean()), "iwae_se": float(iwae.std(ddof=1) / np.sqrt(n)) if n > 1 else None}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        se = lambda v: "" if v is None else f" +- {v:.3f}"  # noqa: E731
+        print(f"{n} rows{' (binarised once)' if binarized else ''}:  ELBO {res['elbo']:.3f}{se(res['elbo_se'])}"
+              f"  IWAE(k={args.k}) {res['iwae']:.3f}{se(res['iwae_se'])}  nats per row "
+              f"(NLL estimate {-res['iwae']:.3f})")
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        return _cmd_bench(args, parser)
+    return args.func(args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
