@@ -344,9 +344,11 @@ template <class T>
 void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, const cpu::AdamHyper& h) {
     const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps), decay = T(h.decay_factor);
     const T step = T(h.step_size), inv_bc2 = T(h.inv_bc2_sqrt);
+    const T omb1 = T(1.0 - h.beta1), omb2 = T(1.0 - h.beta2);
     // Captured by value: by-reference captures make the pointers themselves loads that the stores might alias.
     elementwise(n, [=](int64_t b, int64_t len) {
-        for (int64_t j = b; j < b + len; ++j) adam_update(p[j], g[j], m[j], v[j], b1, b2, eps, decay, step, inv_bc2);
+        for (int64_t j = b; j < b + len; ++j)
+            adam_update(p[j], g[j], m[j], v[j], b1, omb1, b2, omb2, eps, decay, step, inv_bc2);
     });
 }
 
