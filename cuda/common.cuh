@@ -78,6 +78,7 @@ __host__ __device__ __forceinline__ uint64_t blocks_touched(uint64_t offset, int
 template <bool kNormal, class T, class Fn>
 __device__ __forceinline__ void for_each_random(uint64_t seed, uint64_t offset, int64_t total, Fn fn) {
     constexpr int kPer = PerBlock<T>::value;
+    if (total <= 0) return;
     const uint64_t b0 = offset / kPer;
     const uint64_t nb = blocks_touched<T>(offset, total);
     const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;

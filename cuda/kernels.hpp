@@ -12,6 +12,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "../cpp/src/kernels.hpp"   // cpu::AdamHyper: the same hyper-parameter record as the CPU kernel
+#include "vaekernels/targets.hpp"
+
 namespace vk::gpu {
 
 struct CudaError : std::runtime_error {
@@ -23,12 +26,6 @@ bool is_no_device_error(cudaError_t e);
 // "no CUDA device is usable (<code>: <text>)" for those, "<what>: <code>: <text>" otherwise.
 std::string error_message(cudaError_t e, const char* what);
 
-struct AdamHyper {
-    double beta1, beta2, eps;
-    double decay_factor;   // 1 - lr * weight_decay
-    double step_size;      // lr / (1 - beta1^t)
-    double bc2_sqrt;       // sqrt(1 - beta2^t)
-};
 
 void philox4x32_10(const uint32_t* counters, const uint32_t* keys, int64_t n, uint32_t* out, cudaStream_t s);
 
@@ -73,6 +70,31 @@ void latent_backward(const T* dz, const T* mu, const T* lv, int64_t rows, int64_
                      uint64_t offset, T kl_weight, T* dmu, T* dlv, cudaStream_t s);
 
 template <class T>
-void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, const AdamHyper& h, cudaStream_t s);
+void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, const cpu::AdamHyper& h, cudaStream_t s);
+
+// ---- MCMC (mcmc.cu): built-in targets, one thread per chain ----------------------------------------
+// x, xp (dim, chains); lp, step_size, accepted, n_nan (chains,); scratch (chains, dim); chol (dim, dim) or null.
+struct MhState {
+    double* x;
+    double* lp;
+    const double* step_size;
+    const double* chol;
+    int64_t chains, dim;
+    uint64_t seed, step, chain_offset;
+    double* xp;
+    double* scratch;
+    int64_t* accepted;
+    int64_t* n_nan;
+};
+
+void target_log_prob_gaussian(const GaussianParams& p, const double* x, int64_t chains, double* scratch, double* lp,
+                              cudaStream_t s);
+void target_log_prob_banana(const BananaParams& p, const double* x, int64_t chains, double* scratch, double* lp,
+                            cudaStream_t s);
+void target_log_prob_logistic(const LogisticParams& p, const double* x, int64_t chains, double* scratch, double* lp,
+                              cudaStream_t s);
+void mh_step_gaussian(const GaussianParams& p, const MhState& st, cudaStream_t s);
+void mh_step_banana(const BananaParams& p, const MhState& st, cudaStream_t s);
+void mh_step_logistic(const LogisticParams& p, const MhState& st, cudaStream_t s);
 
 }  // namespace vk::gpu

@@ -10,16 +10,19 @@ namespace vk::gpu {
 // kernels
 
 // z = mu + e^(lv/2) eps and kl[r] = KL(q_r || N(0, I)); mu, lv, z (rows, cols), kl (rows,).
-// The row layout of the reduction gives each thread columns j, j+16, ...: positions four apart are in
-// different Philox blocks, so each element evaluates its own block (normal_at) rather than sharing one.
+// Two index spaces in one launch: z with one Philox block per thread (4 float / 2 double normals per
+// evaluation, as randn), kl with the 16-lane row layout that reproduces the CPU's row sums. A row layout
+// for z would need a separate Philox evaluation per element (columns j, j+16, ... of a thread lie in
+// different blocks), which makes the kernel compute-bound. The second read of mu, lv mostly hits L2.
 template <class T>
 __global__ void latent_forward_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed,
                                       uint64_t offset, T* z, T* kl) {
+    for_each_random<true, T>(seed, offset, rows * cols, [&](int64_t k, T e) {
+        z[k] = reparameterize_term(mu[k], lv[k], e);
+    });
     row_reduce<T>(rows, cols, kl, [&](int64_t r, int64_t j) {
         const int64_t i = r * cols + j;
-        const T m = mu[i], l = lv[i];
-        z[i] = reparameterize_term(m, l, normal_at<T>(seed, offset + static_cast<uint64_t>(i)));
-        return kl_standard_normal_term(m, l);
+        return kl_standard_normal_term(mu[i], lv[i]);
     });
 }
 
@@ -44,7 +47,10 @@ template <class T>
 void latent_forward(const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed, uint64_t offset, T* z,
                     T* kl, cudaStream_t s) {
     if (rows <= 0) return;
-    latent_forward_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(mu, lv, rows, cols, seed, offset, z, kl);
+    const int64_t n = rows * cols;
+    const unsigned grid_z = n > 0 ? grid_for(blocks_touched<T>(offset, n), kThreads) : 1;
+    const unsigned grid = grid_z > grid_rows(rows) ? grid_z : grid_rows(rows);
+    latent_forward_kernel<T><<<grid, kThreads, 0, s>>>(mu, lv, rows, cols, seed, offset, z, kl);
     check_launch("latent_forward_kernel");
 }
 

@@ -122,16 +122,83 @@ void def_kernels(py::module_& m) {
                           double weight_decay, P s) {
         if (step < 1) throw py::value_error("step must be >= 1 (the 1-based step count), got " + std::to_string(step));
         // The same double-precision bias corrections as the CPU binding (cpp/bindings/register_optim.cpp).
-        AdamHyper h;
+        cpu::AdamHyper h;
         h.beta1 = beta1;
         h.beta2 = beta2;
         h.eps = eps;
         h.decay_factor = 1.0 - lr * weight_decay;
         h.step_size = lr / (1.0 - std::pow(beta1, static_cast<double>(step)));
-        h.bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
+        h.inv_bc2_sqrt = 1.0 / std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
         adam_step<T>(ptr<T>(p), ptr<const T>(g), ptr<T>(m1), ptr<T>(m2), n, h, stream_of(s));
     }, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("n"), py::arg("step"), py::arg("lr"),
        py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("stream"), nogil);
+}
+
+// MCMC: the built-in targets' parameters as the CPU binding builds them (cpp/bindings/register_mcmc.cpp),
+// device pointers for their arrays, and the sampler state (cuda/kernels.hpp, MhState).
+MhState mh_state(uintptr_t x, uintptr_t lp, uintptr_t step_size, uintptr_t chol, int64_t chains, int64_t dim,
+                 uint64_t seed, uint64_t step, uint64_t chain_offset, uintptr_t xp, uintptr_t scratch,
+                 uintptr_t accepted, uintptr_t n_nan) {
+    return MhState{ptr<double>(x), ptr<double>(lp), ptr<const double>(step_size), ptr<const double>(chol), chains, dim,
+                   seed, step, chain_offset, ptr<double>(xp), ptr<double>(scratch), ptr<int64_t>(accepted),
+                   ptr<int64_t>(n_nan)};
+}
+
+BananaParams banana_params(double b, double sigma1, int64_t dim) {
+    const double log_norm = -std::log(sigma1) - 0.5 * static_cast<double>(dim) * kLog2Pi;
+    return BananaParams{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1, log_norm, dim};
+}
+
+LogisticParams logistic_params(uintptr_t X, uintptr_t y, int64_t n_obs, int64_t dim, double prior_scale) {
+    const double log_norm = -static_cast<double>(dim) * (std::log(prior_scale) + 0.5 * kLog2Pi);
+    return LogisticParams{ptr<const double>(X), ptr<const double>(y), n_obs, dim, 0.5 / (prior_scale * prior_scale),
+                          log_norm};
+}
+
+void def_mcmc(py::module_& m) {
+    using P = uintptr_t;
+    using I = int64_t;
+    using U = uint64_t;
+    const auto nogil = py::call_guard<py::gil_scoped_release>();
+#define VK_MH_STATE_ARGS                                                                                          \
+    py::arg("x"), py::arg("lp"), py::arg("step_size"), py::arg("chol"), py::arg("chains"), py::arg("seed"),       \
+        py::arg("step"), py::arg("chain_offset"), py::arg("xp"), py::arg("scratch"), py::arg("accepted"),         \
+        py::arg("n_nan"), py::arg("stream")
+
+    m.def("mh_step_gaussian", [](P mean, P inv_chol, double log_norm, I dim, P x, P lp, P ss, P chol, I chains, U seed,
+                                 U step, U co, P xp, P scratch, P acc, P nn, P s) {
+        const GaussianParams p{ptr<const double>(mean), ptr<const double>(inv_chol), log_norm, dim};
+        mh_step_gaussian(p, mh_state(x, lp, ss, chol, chains, dim, seed, step, co, xp, scratch, acc, nn), stream_of(s));
+    }, py::arg("mean"), py::arg("inv_chol"), py::arg("log_norm"), py::arg("dim"), VK_MH_STATE_ARGS, nogil);
+    m.def("mh_step_banana", [](double b, double sigma1, I dim, P x, P lp, P ss, P chol, I chains, U seed, U step, U co,
+                               P xp, P scratch, P acc, P nn, P s) {
+        mh_step_banana(banana_params(b, sigma1, dim),
+                       mh_state(x, lp, ss, chol, chains, dim, seed, step, co, xp, scratch, acc, nn), stream_of(s));
+    }, py::arg("b"), py::arg("sigma1"), py::arg("dim"), VK_MH_STATE_ARGS, nogil);
+    m.def("mh_step_logistic", [](P X, P y, I n_obs, I dim, double prior_scale, P x, P lp, P ss, P chol, I chains,
+                                 U seed, U step, U co, P xp, P scratch, P acc, P nn, P s) {
+        mh_step_logistic(logistic_params(X, y, n_obs, dim, prior_scale),
+                         mh_state(x, lp, ss, chol, chains, dim, seed, step, co, xp, scratch, acc, nn), stream_of(s));
+    }, py::arg("X"), py::arg("y"), py::arg("n_obs"), py::arg("dim"), py::arg("prior_scale"), VK_MH_STATE_ARGS, nogil);
+#undef VK_MH_STATE_ARGS
+
+    m.def("target_log_prob_gaussian", [](P mean, P inv_chol, double log_norm, I dim, P x, I chains, P scratch, P lp,
+                                         P s) {
+        const GaussianParams p{ptr<const double>(mean), ptr<const double>(inv_chol), log_norm, dim};
+        target_log_prob_gaussian(p, ptr<const double>(x), chains, ptr<double>(scratch), ptr<double>(lp), stream_of(s));
+    }, py::arg("mean"), py::arg("inv_chol"), py::arg("log_norm"), py::arg("dim"), py::arg("x"), py::arg("chains"),
+       py::arg("scratch"), py::arg("lp"), py::arg("stream"), nogil);
+    m.def("target_log_prob_banana", [](double b, double sigma1, I dim, P x, I chains, P scratch, P lp, P s) {
+        target_log_prob_banana(banana_params(b, sigma1, dim), ptr<const double>(x), chains, ptr<double>(scratch),
+                               ptr<double>(lp), stream_of(s));
+    }, py::arg("b"), py::arg("sigma1"), py::arg("dim"), py::arg("x"), py::arg("chains"), py::arg("scratch"),
+       py::arg("lp"), py::arg("stream"), nogil);
+    m.def("target_log_prob_logistic", [](P X, P y, I n_obs, I dim, double prior_scale, P x, I chains, P scratch, P lp,
+                                         P s) {
+        target_log_prob_logistic(logistic_params(X, y, n_obs, dim, prior_scale), ptr<const double>(x), chains,
+                                 ptr<double>(scratch), ptr<double>(lp), stream_of(s));
+    }, py::arg("X"), py::arg("y"), py::arg("n_obs"), py::arg("dim"), py::arg("prior_scale"), py::arg("x"),
+       py::arg("chains"), py::arg("scratch"), py::arg("lp"), py::arg("stream"), nogil);
 }
 
 }  // namespace
@@ -157,4 +224,5 @@ PYBIND11_MODULE(_cuda, m) {
     auto f64 = m.def_submodule("f64", "float64 kernels");
     vk::gpu::def_kernels<float>(f32);
     vk::gpu::def_kernels<double>(f64);
+    vk::gpu::def_mcmc(m);
 }

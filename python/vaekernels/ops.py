@@ -46,6 +46,9 @@ def philox4x32_10(counters, keys):
     """
     if type(counters) is not np.ndarray and _gpu.is_device_array(counters):
         return _gpu.philox4x32_10(counters, keys)
+    if _gpu.is_device_array(keys):
+        raise TypeError("keys is a GPU array but counters is a host (NumPy) array; mixing GPU and host arrays is "
+                        "not supported")
     counters = np.asarray(counters)
     keys = np.asarray(keys)
     for name, a in (("counters", counters), ("keys", keys)):
@@ -349,6 +352,9 @@ def adam_step(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8
         return _gpu.adam_step(param, grad, m, v, step, lr, beta1, beta2, eps, weight_decay)
     for name, a in (("param", param), ("m", m), ("v", v)):
         if not isinstance(a, np.ndarray):
+            if _gpu.is_device_array(a):
+                raise TypeError(f"{name} is a GPU array but param is a host (NumPy) array; mixing GPU and host "
+                                f"arrays is not supported")
             raise TypeError(f"{name} must be a NumPy array (it is updated in place), got {type(a).__name__}")
         if not a.flags.c_contiguous or not a.flags.writeable:
             raise ValueError(f"{name} must be C-contiguous and writable (it is updated in place)")

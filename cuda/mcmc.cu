@@ -1,0 +1,130 @@
+// mcmc.cu: one batched random-walk Metropolis-Hastings step for the built-in targets, one thread per chain.
+//
+// Everything a chain does comes from the shared headers: its random numbers and accept rule from
+// vaekernels/mcmc.hpp (the Philox stream layout keyed by (seed, chain id, step)), its log-density from
+// vaekernels/targets.hpp (instantiated on double with stride = chains). The proposal arithmetic is the
+// CPU sampler's (cpp/src/mcmc.cpp, Sampler::propose), so a chain stepped here follows the CPU chain with
+// the same (seed, chain id, step, step size) bit for bit.
+//
+// State layout: x and the proposal buffer xp are (dim, chains) coordinate-major, so consecutive threads
+// read consecutive addresses; scratch is (chains, dim), one contiguous row per thread (proposal normals,
+// then the Gaussian target's centred vector).
+#include "common.cuh"
+#include "vaekernels/mcmc.hpp"
+#include "vaekernels/targets.hpp"
+
+namespace vk::gpu {
+
+namespace {
+struct GaussianTarget {
+    GaussianParams p;
+    __device__ double operator()(const double* x, int64_t stride, double* scratch) const {
+        return gaussian_log_prob<double>(p, x, stride, scratch);
+    }
+};
+struct BananaTarget {
+    BananaParams p;
+    __device__ double operator()(const double* x, int64_t stride, double*) const {
+        return banana_log_prob<double>(p, x, stride);
+    }
+};
+struct LogisticTarget {
+    LogisticParams p;
+    __device__ double operator()(const double* x, int64_t stride, double*) const {
+        return logistic_log_prob(p, x, stride);
+    }
+};
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// kernels
+
+// lp[c] = log p(x[:, c]); x (dim, chains), lp (chains,), scratch (chains, dim)
+template <class Target>
+__global__ void target_log_prob_kernel(Target target, const double* x, int64_t chains, int64_t dim, double* scratch,
+                                       double* lp) {
+    for (int64_t c = global_thread(); c < chains; c += grid_threads())
+        lp[c] = target(x + c, chains, scratch + c * dim);
+}
+
+// One MH step of every chain at iteration `step`:
+//   eps from blocks k < ceil(dim/2) of (seed, chain, step), u from block ceil(dim/2);
+//   x' = x + s eps (or x + s L eps with a lower-triangular proposal factor L, (dim, dim) row-major);
+//   accept iff u < exp(log p(x') - log p(x)); NaN/+inf log p(x') is a rejection counted in n_nan.
+// x (dim, chains) and lp (chains,) are updated in place; accepted and n_nan (chains,) are incremented.
+template <class Target>
+__global__ void mh_step_kernel(Target target, double* x, double* lp, const double* step_size, const double* chol,
+                               int64_t chains, int64_t dim, uint64_t seed, uint64_t step, uint64_t chain_offset,
+                               double* xp, double* scratch, int64_t* accepted, int64_t* n_nan) {
+    for (int64_t c = global_thread(); c < chains; c += grid_threads()) {
+        const uint32_t chain = static_cast<uint32_t>(chain_offset + static_cast<uint64_t>(c));
+        double* eps = scratch + c * dim;
+        for (int64_t k = 0; 2 * k < dim; ++k) {
+            double z0, z1;
+            mcmc_normal_pair(seed, chain, step, dim, k, z0, z1);
+            eps[2 * k] = z0;
+            if (2 * k + 1 < dim) eps[2 * k + 1] = z1;
+        }
+        const double u = mcmc_accept_uniform(seed, chain, step, dim);
+        const double s = step_size[c];
+        for (int64_t j = 0; j < dim; ++j) {
+            double v = eps[j];
+            if (chol != nullptr) {
+                const double* lj = chol + j * dim;
+                v = eps[0] * lj[0];
+                for (int64_t k = 1; k <= j; ++k) v = v + eps[k] * lj[k];
+            }
+            xp[j * chains + c] = x[j * chains + c] + s * v;
+        }
+        const double lpp = target(xp + c, chains, scratch + c * dim);
+        const bool invalid = mcmc_invalid_log_prob(lpp);
+        double alpha;
+        if (mcmc_accept(u, lpp - lp[c], invalid, alpha)) {
+            for (int64_t j = 0; j < dim; ++j) x[j * chains + c] = xp[j * chains + c];
+            lp[c] = lpp;
+            accepted[c] += 1;
+        }
+        n_nan[c] += invalid ? 1 : 0;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+namespace {
+template <class Target>
+void log_prob_launch(const Target& t, const double* x, int64_t chains, int64_t dim, double* scratch, double* lp,
+                     cudaStream_t s) {
+    if (chains <= 0) return;
+    target_log_prob_kernel<<<grid_for(chains, kThreads), kThreads, 0, s>>>(t, x, chains, dim, scratch, lp);
+    check_launch("target_log_prob_kernel");
+}
+
+template <class Target>
+void mh_launch(const Target& t, const MhState& st, cudaStream_t s) {
+    if (st.chains <= 0) return;
+    mh_step_kernel<<<grid_for(st.chains, kThreads), kThreads, 0, s>>>(
+        t, st.x, st.lp, st.step_size, st.chol, st.chains, st.dim, st.seed, st.step, st.chain_offset, st.xp,
+        st.scratch, st.accepted, st.n_nan);
+    check_launch("mh_step_kernel");
+}
+}  // namespace
+
+void target_log_prob_gaussian(const GaussianParams& p, const double* x, int64_t chains, double* scratch, double* lp,
+                              cudaStream_t s) {
+    log_prob_launch(GaussianTarget{p}, x, chains, p.dim, scratch, lp, s);
+}
+void target_log_prob_banana(const BananaParams& p, const double* x, int64_t chains, double* scratch, double* lp,
+                            cudaStream_t s) {
+    log_prob_launch(BananaTarget{p}, x, chains, p.dim, scratch, lp, s);
+}
+void target_log_prob_logistic(const LogisticParams& p, const double* x, int64_t chains, double* scratch, double* lp,
+                              cudaStream_t s) {
+    log_prob_launch(LogisticTarget{p}, x, chains, p.dim, scratch, lp, s);
+}
+
+void mh_step_gaussian(const GaussianParams& p, const MhState& st, cudaStream_t s) { mh_launch(GaussianTarget{p}, st, s); }
+void mh_step_banana(const BananaParams& p, const MhState& st, cudaStream_t s) { mh_launch(BananaTarget{p}, st, s); }
+void mh_step_logistic(const LogisticParams& p, const MhState& st, cudaStream_t s) { mh_launch(LogisticTarget{p}, st, s); }
+
+}  // namespace vk::gpu

@@ -1,0 +1,676 @@
+"""The CUDA backend (cuda/, vaekernels._cuda, the CuPy dispatch in ops).
+
+Always run (no GPU needed): cuda_built() reflects the build; without a device every GPU path raises
+RuntimeError("no CUDA device ...") instead of crashing; mixing host and device arrays is a TypeError
+naming both arguments; importing or using vaekernels on NumPy arrays never imports CuPy; the GPU's row
+summation order, emulated in NumPy, reproduces the CPU's row sums bit for bit; the scalar stream
+transform (normal_at, what latent_forward calls per element on the GPU) equals the vectorised CPU path.
+
+With a device (and CuPy): every kernel against the CPU kernel. The contract is bitwise equality, not a
+tolerance: both sides run the same VK_HD functions with contraction off (nvcc --fmad=false, IEEE
+division and square root, no intrinsics) and the GPU sums each row in the CPU's lane order
+(cuda/common.cuh), so any difference is a bug, not rounding.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import FLOATS, assert_bitwise, run_python, vk
+
+from vaekernels import _cuda_dispatch as G
+
+
+def _gpu_skip_reason():
+    if not vk.cuda_built():
+        return "vaekernels was built without its CUDA extension (no nvcc at build time)"
+    if not vk.cuda_available():
+        return f"no usable CUDA device here: {G._module().device_error()}"
+    if importlib.util.find_spec("cupy") is None:
+        return "CuPy is not installed (pip install vaekernels[cuda])"
+    return None
+
+
+GPU_SKIP = _gpu_skip_reason()
+gpu = pytest.mark.skipif(GPU_SKIP is not None, reason=f"GPU test: {GPU_SKIP}")
+no_device = pytest.mark.skipif(vk.cuda_available(), reason="a CUDA device is usable: the no-device path cannot run")
+
+
+class FakeDeviceArray:
+    """Claims to be a device array (__cuda_array_interface__) at a pointer no kernel may touch.
+
+    Only used where no device exists: every path must refuse before a launch could dereference it.
+    """
+
+    def __init__(self, shape, dtype=np.float32):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.__cuda_array_interface__ = {"shape": self.shape, "typestr": self.dtype.str, "data": (0x10000, False),
+                                         "strides": None, "version": 3}
+
+
+# (name, call with the arrays it takes) for every public kernel; `a(shape)` makes one array argument.
+def _calls(a):
+    B, D = 3, 5
+    return {
+        "philox4x32_10": lambda: vk.philox4x32_10(a((B, 4), np.uint32), a((B, 2), np.uint32)),
+        "reparameterize": lambda: vk.reparameterize(a((B, D)), a((B, D)), 0),
+        "kl_standard_normal": lambda: vk.kl_standard_normal(a((B, D)), a((B, D))),
+        "kl_standard_normal_backward": lambda: vk.kl_standard_normal_backward(a((B,)), a((B, D)), a((B, D))),
+        "kl_normal": lambda: vk.kl_normal(a((B, D)), a((B, D)), a((B, D)), a((B, D))),
+        "kl_normal_backward": lambda: vk.kl_normal_backward(a((B,)), a((B, D)), a((B, D)), a((B, D)), a((B, D))),
+        "bernoulli_log_prob": lambda: vk.bernoulli_log_prob(a((B, D)), a((B, D))),
+        "bernoulli_log_prob_and_grad": lambda: vk.bernoulli_log_prob_and_grad(a((B, D)), a((B, D))),
+        "normal_log_prob": lambda: vk.normal_log_prob(a((B, D)), a((B, D)), a((B, D))),
+        "normal_log_prob_and_grad": lambda: vk.normal_log_prob_and_grad(a((B, D)), a((B, D)), a((B, D))),
+        "standard_normal_log_prob": lambda: vk.standard_normal_log_prob(a((B, D))),
+        "standard_normal_log_prob_and_grad": lambda: vk.standard_normal_log_prob_and_grad(a((B, D))),
+        "latent_forward": lambda: vk.latent_forward(a((B, D)), a((B, D)), 0),
+        "latent_backward": lambda: vk.latent_backward(a((B, D)), a((B, D)), a((B, D)), 0),
+        "adam_step": lambda: vk.adam_step(a((B, D)), a((B, D)), a((B, D)), a((B, D)), 1),
+    }
+
+
+KERNELS = sorted(_calls(None))
+
+
+# -------------------------------------------------------------------------------------------------
+# The build
+# -------------------------------------------------------------------------------------------------
+def test_cuda_built_reflects_the_extension():
+    spec = importlib.util.find_spec("vaekernels._cuda")
+    importable = False
+    if spec is not None:
+        importlib.import_module("vaekernels._cuda")  # must not fail if it was built
+        importable = True
+    assert vk.cuda_built() is importable
+    assert vk.cuda_available() in (True, False)
+    if not importable:
+        assert vk.cuda_available() is False
+
+
+def test_cuda_is_built_when_nvcc_is_present():
+    """CI builds with nvcc on PATH (AUTO mode): the extension must then exist, or a CUDA build silently
+    fell back to CPU-only. VAEKERNELS_EXPECT_CUDA=0/1 states the expectation explicitly."""
+    expect = os.environ.get("VAEKERNELS_EXPECT_CUDA")
+    if expect is None:
+        if shutil.which("nvcc") is None:
+            pytest.skip("nvcc is not on PATH and VAEKERNELS_EXPECT_CUDA is unset: no expectation to check")
+        expect = "1"
+    assert vk.cuda_built() is (expect == "1"), \
+        f"VAEKERNELS_EXPECT_CUDA/nvcc say CUDA should{'' if expect == '1' else ' not'} be built"
+
+
+# -------------------------------------------------------------------------------------------------
+# No device: clear RuntimeError, never a crash
+# -------------------------------------------------------------------------------------------------
+@no_device
+def test_cuda_available_is_false_without_a_device():
+    assert vk.cuda_available() is False
+    if vk.cuda_built():
+        assert G._module().device_count() == 0
+        assert G._module().device_error().startswith("no CUDA device")
+
+
+@no_device
+@pytest.mark.parametrize("name", KERNELS)
+def test_public_kernels_raise_no_cuda_device(name):
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        _calls(lambda shape, dtype=np.float32: FakeDeviceArray(shape, dtype))[name]()
+
+
+@no_device
+@pytest.mark.parametrize("call", [
+    lambda: vk.randn(10, 0, device="cuda"),
+    lambda: vk.rand((2, 3), 7, 5, np.float64, device="cuda:0"),
+    lambda: vk.randn(4, 0, out=FakeDeviceArray((4,))),
+], ids=["randn-device", "rand-device-index", "randn-out"])
+def test_random_on_device_raises_no_cuda_device(call):
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        call()
+
+
+@no_device
+@pytest.mark.skipif(not vk.cuda_built(), reason="the CUDA extension is not built")
+@pytest.mark.parametrize("mod", ["f32", "f64"])
+def test_extension_launchers_raise_runtime_error_without_device(mod):
+    """The raw module refuses too: the launch fails in the runtime (no device) before any pointer is used.
+    Zero-size calls return before launching, so they succeed even here."""
+    k = getattr(G._module(), mod)
+    p = 0x10000
+    launches = [
+        lambda n: k.randn(p, n, 1, 0, 0), lambda n: k.rand(p, n, 1, 0, 0),
+        lambda n: k.reparameterize(p, p, n, 1, 1, 0, p, 0),
+        lambda n: k.kl_standard_normal(p, p, n, 4, p, 0),
+        lambda n: k.kl_normal_backward(p, p, p, p, p, n, 4, p, p, p, p, 0),
+        lambda n: k.bernoulli_log_prob_and_grad(p, p, n, 4, p, p, 0),
+        lambda n: k.normal_log_prob(p, p, p, n, 4, p, 0),
+        lambda n: k.standard_normal_log_prob_and_grad(p, n, 4, p, p, 0),
+        lambda n: k.latent_forward(p, p, n, 4, 1, 0, p, p, 0),
+        lambda n: k.latent_backward(p, p, p, n, 4, 1, 0, 1.0, p, p, 0),
+        lambda n: k.adam_step(p, p, p, p, n, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0),
+    ]
+    for launch in launches:
+        assert launch(0) is None
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            launch(8)
+    assert G._module().philox4x32_10(p, p, 0, p, 0) is None
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        G._module().philox4x32_10(p, p, 8, p, 0)
+
+
+# -------------------------------------------------------------------------------------------------
+# Dispatch rules that hold on any machine
+# -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", [k for k in KERNELS if not k.startswith("standard_normal")])  # >= 2 arrays
+@pytest.mark.parametrize("device_first", [True, False], ids=["device-first", "host-first"])
+def test_mixing_host_and_device_arrays_is_a_type_error(name, device_first):
+    """One argument on the device, the others NumPy (or the reverse): TypeError naming the two kinds."""
+    count = {"i": 0}
+
+    def a(shape, dtype=np.float32):
+        count["i"] += 1
+        on_device = (count["i"] == 1) == device_first
+        return FakeDeviceArray(shape, dtype) if on_device else np.zeros(shape, dtype)
+
+    with pytest.raises(TypeError, match=r"(?i)GPU array") as err:
+        _calls(a)[name]()
+    assert "host" in str(err.value)
+
+
+def test_random_device_argument():
+    np.testing.assert_array_equal(vk.randn(6, 3, device="cpu"), vk.randn(6, 3))
+    assert type(vk.rand(4, 1, device="cpu")) is np.ndarray
+    with pytest.raises(ValueError, match="device must be"):
+        vk.randn(3, 0, device="gpu")
+    if not vk.cuda_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            vk.randn(3, 0, device="cuda:1")
+
+
+def test_numpy_path_never_imports_cupy():
+    out = run_python("""
+        import sys
+        import numpy as np
+        import vaekernels as vk
+        x = np.ones((4, 8), np.float32)
+        vk.kl_standard_normal(x, x); vk.randn(5, 0); vk.latent_forward(x, x, 1)
+        vk.cuda_built(); vk.cuda_available()
+        print("cupy" in sys.modules)
+    """, {})
+    assert out.strip() == "False"
+
+
+# -------------------------------------------------------------------------------------------------
+# What the GPU relies on, proved on the CPU
+# -------------------------------------------------------------------------------------------------
+def _gpu_row_sum(terms):
+    """NumPy emulation of cuda/common.cuh row_reduce: 16 lanes, lane l adds columns l, l+16, ... in order,
+    then acc += shfl_down(acc, w) for w = 8, 4, 2, 1 (a lane whose source is past the 16-lane segment
+    reads its own value, as __shfl_down_sync does); lane 0 holds the sum. Same dtype arithmetic throughout."""
+    rows, cols = terms.shape
+    acc = np.zeros((rows, 16), terms.dtype)
+    for j in range(cols):
+        acc[:, j % 16] += terms[:, j]
+    for w in (8, 4, 2, 1):
+        src = np.array([l + w if l + w < 16 else l for l in range(16)])
+        acc = acc + acc[:, src]
+    return acc[:, 0]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("cols", [1, 5, 16, 33, 784, 2500])
+def test_gpu_row_sum_order_reproduces_cpu_row_sums(dtype, cols, rng):
+    rows = 7
+    mu = rng.standard_normal((rows, cols)).astype(dtype) * 3
+    lv = rng.standard_normal((rows, cols)).astype(dtype)
+    # Per-element terms from the kernel itself: a one-column row sum is 0 + t = t exactly.
+    terms = vk.kl_standard_normal(mu.reshape(-1, 1), lv.reshape(-1, 1)).reshape(rows, cols)
+    assert_bitwise(_gpu_row_sum(terms), vk.kl_standard_normal(mu, lv), f"row sums, cols={cols}")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_scalar_stream_transform_matches_vectorised_path(dtype):
+    """randn of one number runs the scalar normal_at / uniform_at (the CPU's head and tail path, and what the
+    GPU's latent_forward calls per element); long draws run the vectorised block loop (the transform the
+    GPU's randn uses per Philox block). Every alignment of the position within a block must agree."""
+    seed, n = 0x9E3779B97F4A7C15, 64
+    for draw in (vk.randn, vk.rand):
+        long = draw(n + 3, seed, 2**33, dtype)
+        single = np.concatenate([draw(1, seed, 2**33 + j, dtype) for j in range(n + 3)])
+        assert_bitwise(single, long, f"{draw.__name__} scalar vs vectorised")
+
+
+# -------------------------------------------------------------------------------------------------
+# On a GPU: every kernel against the CPU, bit for bit
+# -------------------------------------------------------------------------------------------------
+@pytest.fixture
+def cp():
+    import cupy
+    return cupy
+
+
+def _host(x):
+    import cupy
+    return tuple(cupy.asnumpy(a) for a in x) if isinstance(x, tuple) else cupy.asnumpy(x)
+
+
+def _inputs(rng, shape, dtype, n):
+    arrs = [(rng.standard_normal(shape) * 2).astype(dtype) for _ in range(n)]
+    return arrs
+
+
+SHAPES = [(0, 5), (3, 0), (1, 1), (7, 33), (4, 3, 16), (64, 784), (2, 5000)]
+
+
+def _gpu_vs_cpu(cp, fn, host_args, *extra, **kw):
+    cpu = fn(*host_args, *extra, **kw)
+    dev = fn(*[cp.asarray(a) for a in host_args], *extra, **kw)
+    cpu_t = cpu if isinstance(cpu, tuple) else (cpu,)
+    dev_t = dev if isinstance(dev, tuple) else (dev,)
+    for i, (c, d) in enumerate(zip(cpu_t, dev_t)):
+        assert isinstance(d, cp.ndarray), f"{fn.__name__} output {i} is {type(d).__name__}, not a CuPy array"
+        assert_bitwise(cp.asnumpy(d), c, f"{fn.__name__} output {i}")
+
+
+@gpu
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_row_kernels_match_cpu(cp, rng, dtype, shape):
+    a, b, c, d = _inputs(rng, shape, dtype, 4)
+    x01 = (rng.random(shape) < 0.5).astype(dtype)
+    g = rng.standard_normal(shape[:-1]).astype(dtype)
+    _gpu_vs_cpu(cp, vk.kl_standard_normal, (a, b))
+    _gpu_vs_cpu(cp, vk.kl_standard_normal_backward, (g, a, b))
+    _gpu_vs_cpu(cp, vk.kl_normal, (a, b, c, d))
+    _gpu_vs_cpu(cp, vk.kl_normal_backward, (g, a, b, c, d))
+    _gpu_vs_cpu(cp, vk.bernoulli_log_prob, (x01, a * 10))
+    _gpu_vs_cpu(cp, vk.bernoulli_log_prob_and_grad, (x01, a * 10))
+    _gpu_vs_cpu(cp, vk.normal_log_prob, (a, b, c))
+    _gpu_vs_cpu(cp, vk.normal_log_prob_and_grad, (a, b, c))
+    _gpu_vs_cpu(cp, vk.standard_normal_log_prob, (a,))
+    _gpu_vs_cpu(cp, vk.standard_normal_log_prob_and_grad, (a,))
+
+
+@gpu
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 2**40 + 5])
+def test_noise_kernels_match_cpu(cp, rng, dtype, shape, offset):
+    mu, lv, dz = _inputs(rng, shape, dtype, 3)
+    seed = 0xDEADBEEF12345678
+    _gpu_vs_cpu(cp, vk.reparameterize, (mu, lv), seed, offset)
+    _gpu_vs_cpu(cp, vk.reparameterize, (mu, lv), seed, offset, 3)
+    _gpu_vs_cpu(cp, vk.latent_forward, (mu, lv), seed, offset)
+    _gpu_vs_cpu(cp, vk.latent_backward, (dz, mu, lv), seed, offset, 0.25)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 5, 1000, 100003])
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 7, 2**33 + 1, 2**64 - 100003])
+def test_random_streams_bitwise_equal_to_cpu(cp, dtype, n, offset):
+    seed = 12345678901234567
+    for draw in (vk.randn, vk.rand):
+        dev = draw(n, seed, offset, dtype, device="cuda")
+        assert isinstance(dev, cp.ndarray) and dev.dtype == dtype and dev.shape == (n,)
+        assert_bitwise(cp.asnumpy(dev), draw(n, seed, offset, dtype), f"{draw.__name__} n={n} offset={offset}")
+        out = cp.full((n,), -1, dtype)
+        assert draw(n, seed, offset, dtype, out=out) is out
+        assert_bitwise(cp.asnumpy(out), cp.asnumpy(dev), f"{draw.__name__} out=")
+
+
+@gpu
+def test_philox_matches_cpu(cp, rng):
+    ctr = rng.integers(0, 2**32, size=(5000, 4), dtype=np.uint32)
+    key = rng.integers(0, 2**32, size=(5000, 2), dtype=np.uint32)
+    dev = vk.philox4x32_10(cp.asarray(ctr), cp.asarray(key))
+    assert_bitwise(cp.asnumpy(dev), vk.philox4x32_10(ctr, key), "philox4x32_10")
+
+
+@gpu
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_adam_step_in_place_matches_cpu(cp, rng, dtype):
+    p, g, m = _inputs(rng, (1000,), dtype, 3)
+    v = np.abs(_inputs(rng, (1000,), dtype, 1)[0])
+    dp, dg, dm, dv = (cp.asarray(a) for a in (p, g, m, v))
+    for step in (1, 2, 50):
+        vk.adam_step(p, g, m, v, step, lr=1e-2, weight_decay=0.01)
+        assert vk.adam_step(dp, dg, dm, dv, step, lr=1e-2, weight_decay=0.01) is dp
+    for name, h, d in (("param", p, dp), ("m", m, dm), ("v", v, dv)):
+        assert_bitwise(cp.asnumpy(d), h, f"adam_step {name}")
+    with pytest.raises(ValueError, match="C-contiguous"):
+        vk.adam_step(cp.zeros((4, 4), dtype)[:, ::2], cp.zeros((4, 2), dtype), cp.zeros((4, 2), dtype),
+                     cp.zeros((4, 2), dtype), 1)
+
+
+@gpu
+def test_non_contiguous_and_foreign_device_arrays(cp, rng):
+    """Strided views are copied once; any __cuda_array_interface__ object works and gives CuPy arrays."""
+    a, b = _inputs(rng, (8, 64), np.float32, 2)
+    ref = vk.kl_standard_normal(a[:, ::2], b[:, ::2])
+    out = vk.kl_standard_normal(cp.asarray(a)[:, ::2], cp.asarray(b)[:, ::2])
+    assert_bitwise(cp.asnumpy(out), ref, "strided views")
+
+    class Foreign:  # what Numba / PyTorch device arrays look like to us
+        def __init__(self, arr):
+            self.arr = arr
+            self.__cuda_array_interface__ = arr.__cuda_array_interface__
+
+    out = vk.kl_standard_normal(Foreign(cp.asarray(a)), Foreign(cp.asarray(b)))
+    assert isinstance(out, cp.ndarray)
+    assert_bitwise(cp.asnumpy(out), vk.kl_standard_normal(a, b), "foreign arrays")
+
+
+@gpu
+def test_dtype_shape_and_out_errors_on_device(cp):
+    x32, x64 = cp.zeros((3, 4), cp.float32), cp.zeros((3, 4), cp.float64)
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        vk.kl_standard_normal(x32, x64)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        vk.kl_standard_normal(x32.astype(cp.float16), x32.astype(cp.float16))
+    with pytest.raises(ValueError, match="shape"):
+        vk.kl_standard_normal(x32, cp.zeros((3, 5), cp.float32))
+    with pytest.raises(ValueError, match="must have shape"):
+        vk.kl_standard_normal(x32, x32, out=cp.zeros(4, cp.float32))
+    with pytest.raises(TypeError, match="CuPy array"):
+        vk.kl_standard_normal(x32, x32, out=np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="host array"):
+        vk.randn(3, 0, out=np.zeros(3, np.float32), device="cuda")
+    out = cp.zeros(3, cp.float32)
+    assert vk.kl_standard_normal(x32, x32, out=out) is out
+
+
+@gpu
+def test_launches_on_cupys_current_stream(cp):
+    """Inside stream capture, a kernel on the capturing stream is recorded, not run: the output stays
+    untouched until the graph is launched. A launch on any other stream would run (or fail) at once."""
+    n, seed = 4096, 99
+    expected = vk.randn(n, seed)
+    out = cp.zeros(n, cp.float32)
+    s = cp.cuda.Stream(non_blocking=True)
+    with s:
+        s.begin_capture()
+        vk.randn(n, seed, out=out)
+        graph = s.end_capture()
+    s.synchronize()
+    assert not cp.asnumpy(out).any(), "randn ran outside the capturing (current) stream"
+    graph.launch(s)
+    s.synchronize()
+    assert_bitwise(cp.asnumpy(out), expected, "randn captured in a graph")
+
+
+@gpu
+def test_second_device(cp, rng):
+    if cp.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("needs two CUDA devices")
+    a, b = _inputs(rng, (5, 40), np.float64, 2)
+    with cp.cuda.Device(1):
+        da, db = cp.asarray(a), cp.asarray(b)
+    out = vk.kl_standard_normal(da, db)  # current device is 0; the arrays decide
+    assert out.device.id == 1
+    assert_bitwise(cp.asnumpy(out), vk.kl_standard_normal(a, b), "device 1")
+    assert vk.randn(5, 0, device="cuda:1").device.id == 1
+    with pytest.raises(ValueError, match="GPU 0"):
+        vk.kl_standard_normal(da, cp.asarray(b))
+
+
+# -------------------------------------------------------------------------------------------------
+# The dispatch layer on a simulated device (runs everywhere the extension is built)
+# -------------------------------------------------------------------------------------------------
+# CuPy is replaced by NumPy arrays posing as device arrays, and each function of vaekernels._cuda by the
+# CPU kernel, called with the arguments bound by the *real* extension's parameter names (read from its
+# pybind11 signatures). So every line of _cuda_dispatch runs: validation, allocation, contiguity, the
+# choice of f32/f64 table, and the order of pointers and sizes handed to the extension. A swapped
+# argument or a wrong row count shows up as a result different from the NumPy path.
+class _SimDevice:
+    def __init__(self, id=None):
+        self.id = 0 if id is None else id
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _SimArray:
+    registry = {}
+
+    def __init__(self, a, device=0):
+        self.a, self.device = a, _SimDevice(device)
+        if a.size:
+            _SimArray.registry[a.ctypes.data] = a
+
+    shape = property(lambda self: self.a.shape)
+    dtype = property(lambda self: self.a.dtype)
+    ndim = property(lambda self: self.a.ndim)
+    size = property(lambda self: self.a.size)
+    flags = property(lambda self: self.a.flags)
+    data = property(lambda self: type("Mem", (), {"ptr": self.a.ctypes.data})())
+    __cuda_array_interface__ = property(lambda self: {"shape": self.a.shape, "typestr": self.a.dtype.str,
+                                                      "data": (self.a.ctypes.data, False), "version": 3})
+
+    def __getitem__(self, idx):
+        return _SimArray(self.a[idx], self.device.id)
+
+
+def _sim_cupy():
+    import types
+    cp = types.ModuleType("cupy")
+    cp.ndarray = _SimArray
+    cp.asarray = lambda x: x if isinstance(x, _SimArray) else _SimArray(np.asarray(x))
+    cp.ascontiguousarray = lambda x: x if x.a.flags.c_contiguous else _SimArray(np.ascontiguousarray(x.a), x.device.id)
+    cp.empty = lambda shape, dtype: _SimArray(np.empty(shape, dtype))
+    cp.cuda = types.SimpleNamespace(Device=_SimDevice, get_current_stream=lambda: types.SimpleNamespace(ptr=0))
+    return cp
+
+
+def _sim_extension(real, core):
+    """A stand-in for vaekernels._cuda: the real signatures, the CPU kernels behind them."""
+    import types
+
+    def view(ptr, shape, dtype):
+        size = int(np.prod(shape))
+        if size == 0:
+            return np.empty(shape, dtype)
+        base = _SimArray.registry[ptr]
+        assert base.dtype == dtype, f"a {base.dtype} array was passed to the {np.dtype(dtype)} kernels"
+        assert base.size == size, f"array of {base.size} elements passed where {shape} was meant"
+        return base.reshape(shape)
+
+    def impl(name, dt):
+        def rc(a, k, shape):  # an array argument by its real parameter name
+            return view(a[k], shape, dt)
+
+        def rows(a):
+            return (a["rows"], a["cols"])
+
+        def grads(a, *names):
+            return [rc(a, k, rows(a)) for k in names]
+
+        table = {
+            "randn": lambda a: core.randn(rc(a, "out", (a["n"],)), a["seed"], a["offset"]),
+            "rand": lambda a: core.rand(rc(a, "out", (a["n"],)), a["seed"], a["offset"]),
+            "reparameterize": lambda a: core.reparameterize(
+                rc(a, "mu", (a["n"],)), rc(a, "logvar", (a["n"],)), a["seed"], a["offset"], a["n_samples"],
+                rc(a, "out", (a["n"] * a["n_samples"],))),
+            "kl_standard_normal": lambda a: core.kl_standard_normal(*grads(a, "mu", "logvar"),
+                                                                    rc(a, "out", (a["rows"],))),
+            "kl_standard_normal_backward": lambda a: core.kl_standard_normal_backward(
+                rc(a, "grad", (a["rows"],)), *grads(a, "mu", "logvar", "dmu", "dlogvar")),
+            "kl_normal": lambda a: core.kl_normal(*grads(a, "mu_q", "logvar_q", "mu_p", "logvar_p"),
+                                                  rc(a, "out", (a["rows"],))),
+            "kl_normal_backward": lambda a: core.kl_normal_backward(
+                rc(a, "grad", (a["rows"],)),
+                *grads(a, "mu_q", "logvar_q", "mu_p", "logvar_p", "dmu_q", "dlogvar_q", "dmu_p", "dlogvar_p")),
+            "bernoulli_log_prob": lambda a: core.bernoulli_log_prob(*grads(a, "x", "logits"),
+                                                                    rc(a, "out", (a["rows"],))),
+            "bernoulli_log_prob_and_grad": lambda a: core.bernoulli_log_prob_and_grad(
+                *grads(a, "x", "logits"), rc(a, "out", (a["rows"],)), *grads(a, "dlogits")),
+            "normal_log_prob": lambda a: core.normal_log_prob(*grads(a, "x", "mean", "logvar"),
+                                                              rc(a, "out", (a["rows"],))),
+            "normal_log_prob_and_grad": lambda a: core.normal_log_prob_and_grad(
+                *grads(a, "x", "mean", "logvar"), rc(a, "out", (a["rows"],)), *grads(a, "dmean", "dlogvar")),
+            "standard_normal_log_prob": lambda a: core.standard_normal_log_prob(*grads(a, "z"),
+                                                                                rc(a, "out", (a["rows"],))),
+            "standard_normal_log_prob_and_grad": lambda a: core.standard_normal_log_prob_and_grad(
+                *grads(a, "z"), rc(a, "out", (a["rows"],)), *grads(a, "dz")),
+            "latent_forward": lambda a: core.latent_forward(*grads(a, "mu", "logvar"), a["seed"], a["offset"],
+                                                            *grads(a, "z"), rc(a, "kl", (a["rows"],))),
+            "latent_backward": lambda a: core.latent_backward(*grads(a, "dz", "mu", "logvar"), a["seed"],
+                                                              a["offset"], a["kl_weight"], *grads(a, "dmu", "dlogvar")),
+            "adam_step": lambda a: core.adam_step(*[rc(a, k, (a["n"],)) for k in ("param", "grad", "m", "v")],
+                                                  a["step"], a["lr"], a["beta1"], a["beta2"], a["eps"],
+                                                  a["weight_decay"]),
+            "philox4x32_10": lambda a: core.philox4x32_10(view(a["counters"], (a["n"], 4), np.uint32),
+                                                          view(a["keys"], (a["n"], 2), np.uint32),
+                                                          view(a["out"], (a["n"], 4), np.uint32)),
+        }
+        return table[name]
+
+    def bind(real_fn, fn):
+        names = [p.split(":")[0].strip() for p in real_fn.__doc__.split("(", 1)[1].split(")")[0].split(",")]
+        return lambda *args: fn(dict(zip(names, args)))
+
+    fake = types.SimpleNamespace(device_count=lambda: 1, device_error=lambda: "")
+    for sub, dt in (("f32", np.float32), ("f64", np.float64)):
+        r = getattr(real, sub)
+        setattr(fake, sub, types.SimpleNamespace(**{n: bind(getattr(r, n), impl(n, dt)) for n in dir(r)
+                                                     if not n.startswith("_")}))
+    fake.philox4x32_10 = bind(real.philox4x32_10, impl("philox4x32_10", None))
+    return fake
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    if not vk.cuda_built():
+        pytest.skip("the CUDA extension is not built: its signatures are what the simulation checks")
+    import sys
+    from vaekernels import _core
+    real = G._module()
+    monkeypatch.setattr(G, "_module", lambda: _sim_extension(real, _core))
+    monkeypatch.setattr(G, "_device_seen", False)
+    monkeypatch.setitem(sys.modules, "cupy", _sim_cupy())
+    return lambda a: _SimArray(np.array(a, copy=True))
+
+
+def _same(dev, host, name):
+    dev_t = dev if isinstance(dev, tuple) else (dev,)
+    host_t = host if isinstance(host, tuple) else (host,)
+    assert len(dev_t) == len(host_t)
+    for i, (d, h) in enumerate(zip(dev_t, host_t)):
+        assert isinstance(d, _SimArray), f"{name} output {i} is {type(d).__name__}"
+        assert_bitwise(d.a, h, f"{name} output {i} (simulated device)")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(3, 0), (1, 1), (7, 33), (2, 3, 20)], ids=str)
+def test_simulated_device_dispatch_matches_cpu(sim, rng, dtype, shape):
+    a, b, c, d, dz = (rng.standard_normal(shape).astype(dtype) for _ in range(5))
+    x01 = (rng.random(shape) < 0.5).astype(dtype)
+    g = rng.standard_normal(shape[:-1]).astype(dtype)
+    cases = [
+        ("reparameterize", (a, b), (5, 3)), ("reparameterize", (a, b), (5, 3, 2)),
+        ("kl_standard_normal", (a, b), ()), ("kl_standard_normal_backward", (g, a, b), ()),
+        ("kl_normal", (a, b, c, d), ()), ("kl_normal_backward", (g, a, b, c, d), ()),
+        ("bernoulli_log_prob", (x01, a), ()), ("bernoulli_log_prob_and_grad", (x01, a), ()),
+        ("normal_log_prob", (a, b, c), ()), ("normal_log_prob_and_grad", (a, b, c), ()),
+        ("standard_normal_log_prob", (a,), ()), ("standard_normal_log_prob_and_grad", (a,), ()),
+        ("latent_forward", (a, b), (11, 6)), ("latent_backward", (dz, a, b), (11, 6, 0.5)),
+    ]
+    for name, arrays, extra in cases:
+        fn = getattr(vk, name)
+        _same(fn(*[sim(x) for x in arrays], *extra), fn(*arrays, *extra), name)
+    # Strided inputs are copied once, on the device.
+    _same(vk.kl_normal(*[sim(x)[..., ::2] for x in (a, b, c, d)]), vk.kl_normal(*[x[..., ::2] for x in (a, b, c, d)]),
+          "kl_normal strided")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_simulated_device_random_adam_philox_and_out(sim, rng, dtype):
+    for draw in (vk.randn, vk.rand):
+        _same(draw((4, 5), 7, 3, dtype, device="cuda"), draw((4, 5), 7, 3, dtype), draw.__name__)
+        out = _SimArray(np.zeros((4, 5), dtype))
+        assert draw((4, 5), 7, 3, dtype, out=out) is out
+        _same(out, draw((4, 5), 7, 3, dtype), f"{draw.__name__} out=")
+    p, gr, m = (rng.standard_normal(50).astype(dtype) for _ in range(3))
+    v = np.abs(rng.standard_normal(50)).astype(dtype)
+    dp, dg, dm, dv = (sim(x) for x in (p, gr, m, v))
+    assert vk.adam_step(dp, dg, dm, dv, 3, lr=0.01, weight_decay=0.1) is dp
+    vk.adam_step(p, gr, m, v, 3, lr=0.01, weight_decay=0.1)
+    for name, d, h in (("param", dp, p), ("m", dm, m), ("v", dv, v)):
+        _same(d, h, f"adam_step {name}")
+    ctr = rng.integers(0, 2**32, (9, 4), dtype=np.uint32)
+    key = rng.integers(0, 2**32, (9, 2), dtype=np.uint32)
+    _same(vk.philox4x32_10(sim(ctr), sim(key)), vk.philox4x32_10(ctr, key), "philox4x32_10")
+    # out= on the device: used in place, and checked like NumPy's.
+    a = rng.standard_normal((6, 8)).astype(dtype)
+    out = (_SimArray(np.empty(6, dtype)), _SimArray(np.empty((6, 8), dtype)))
+    res = vk.standard_normal_log_prob_and_grad(sim(a), out=out)
+    assert res[0] is out[0] and res[1] is out[1]
+    _same(res, vk.standard_normal_log_prob_and_grad(a), "out= tuple")
+    with pytest.raises(ValueError, match=r"out must have shape \(6,\)"):
+        vk.standard_normal_log_prob(sim(a), out=_SimArray(np.empty(5, dtype)))
+    with pytest.raises(TypeError, match="must have dtype"):
+        vk.standard_normal_log_prob(sim(a), out=_SimArray(np.empty(6, np.float16)))
+    with pytest.raises(TypeError, match="CuPy array"):
+        vk.standard_normal_log_prob(sim(a), out=np.empty(6, dtype))
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        vk.kl_standard_normal(sim(a), sim(a.astype(np.float32 if dtype == np.float64 else np.float64)))
+    with pytest.raises(ValueError, match="shape"):
+        vk.kl_standard_normal(sim(a), sim(a[:, :4]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        vk.adam_step(sim(a)[:, ::2], sim(a[:, ::2]), sim(a[:, ::2]), sim(a[:, ::2]), 1)
+
+
+# -------------------------------------------------------------------------------------------------
+# The batched MH step (cuda/mcmc.cu, vaekernels.cuda_mcmc)
+# -------------------------------------------------------------------------------------------------
+def _mcmc_targets():
+    from vaekernels import mcmc
+    rng = np.random.default_rng(5)
+    X = np.c_[np.ones(40), rng.standard_normal((40, 2))]
+    y = (rng.random(40) < 0.5).astype(float)
+    cov = 0.5 ** np.abs(np.subtract.outer(np.arange(5), np.arange(5)))
+    return {"banana": (mcmc.Banana(), 3.0), "gaussian": (mcmc.Gaussian(np.arange(5.0), cov), 0.6),
+            "logistic": (mcmc.LogisticRegression(X, y, 2.0), 0.3)}
+
+
+@no_device
+@pytest.mark.skipif(importlib.util.find_spec("vaekernels.mcmc") is None, reason="vaekernels.mcmc is not present")
+def test_mh_step_without_device_raises_no_cuda_device():
+    from vaekernels import cuda_mcmc
+    target, _ = _mcmc_targets()["banana"]
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        cuda_mcmc.DeviceTarget(target)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        cuda_mcmc.mh_step(target, FakeDeviceArray((4, 2), np.float64), FakeDeviceArray((4,), np.float64), 1.0, 0, 0)
+
+
+@gpu
+@pytest.mark.parametrize("name", ["banana", "gaussian", "logistic"])
+def test_mh_steps_match_the_cpu_sampler(cp, name):
+    """K GPU steps with a fixed step size from x0 equal the CPU sampler's first K draws (n_warmup=0), bit for
+    bit: same stream positions, proposal arithmetic, target density and accept rule."""
+    from vaekernels import cuda_mcmc, mcmc
+    target, step = _mcmc_targets()[name]
+    chains, K, seed, offset = 300, 25, 2024, 7
+    x0 = np.random.default_rng(1).standard_normal((chains, target.dim))
+    ref = mcmc.sample(target, x0, n_draws=K, n_warmup=0, seed=seed, step_size=step, chain_offset=offset)
+    dt = cuda_mcmc.DeviceTarget(target)
+    x = cp.asfortranarray(cp.asarray(x0))
+    lp = cuda_mcmc.log_prob(dt, x)
+    acc = nan = None
+    for k in range(K):
+        acc, nan = cuda_mcmc.mh_step(dt, x, lp, step, seed, k, chain_offset=offset, accepted=acc, n_nan=nan)
+        assert_bitwise(cp.asnumpy(x), ref.samples[:, k, :], f"{name} state after step {k}")
+        assert_bitwise(cp.asnumpy(lp), ref.log_prob[:, k], f"{name} log p after step {k}")
+    np.testing.assert_array_equal(cp.asnumpy(acc), np.rint(ref.accept_rate * K).astype(np.int64))
+    np.testing.assert_array_equal(cp.asnumpy(nan), ref.n_nan)
+    with pytest.raises(ValueError, match="F-contiguous"):
+        cuda_mcmc.mh_step(dt, cp.ascontiguousarray(x), lp, step, seed, 0)
