@@ -125,11 +125,5 @@ VK_HD void adam_update(T& p, T g, T& m, T& v, T beta1, T one_minus_beta1, T beta
     p = p * decay_factor;
     p = p - step_size * (m / (vsqrt(v) * inv_bc2_sqrt + eps));
 }
-// Older signature (1 - beta rounded in T), kept for callers not yet passing 1 - beta from double.
-template <class T>
-VK_HD void adam_update(T& p, T g, T& m, T& v, T beta1, T beta2, T eps, T decay_factor, T step_size,
-                       T inv_bc2_sqrt) {
-    adam_update(p, g, m, v, beta1, T(1) - beta1, beta2, T(1) - beta2, eps, decay_factor, step_size, inv_bc2_sqrt);
-}
 
 VK_END_NAMESPACE
