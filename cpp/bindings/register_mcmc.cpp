@@ -1,0 +1,190 @@
+// register_mcmc.cpp: the batched Metropolis-Hastings sampler (cpp/src/mcmc*). The Python layer
+// (python/vaekernels/mcmc) validates arguments and allocates the outputs; these bindings check shapes
+// once more, release the GIL and run the sampler. A Python target is called back once per step, with the
+// GIL held only for that call.
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "../src/mcmc.hpp"
+#include "common.hpp"
+
+namespace vk::bind {
+
+namespace {
+
+namespace mc = vk::cpu::mcmc;
+
+// Settings tuple from Python: (seed, chain_offset, n_warmup, n_draws, thin, independent, adapt_step,
+// adapt_covariance, target_accept).
+using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, bool, bool, bool, double>;
+
+struct Run {
+    mc::Config cfg;
+    mc::Outputs out;
+};
+
+Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q_mean, const py::object& q_logvar,
+            const Settings& s, Arr<double>& samples, Arr<double>& log_prob, Arr<double>& accept_rate,
+            Arr<double>& step_size, Arr<int64_t>& n_nan, Arr<double>& proposal_chol) {
+    Run r;
+    const Rows xs = rows_of(x0, "x0");
+    mc::Config& c = r.cfg;
+    c.chains = xs.rows;
+    c.dim = xs.cols;
+    std::tie(c.seed, c.chain_offset, c.n_warmup, c.n_draws, c.thin, std::ignore, c.adapt_step, c.adapt_covariance,
+             c.target_accept) = s;
+    c.proposal = std::get<5>(s) ? mc::Proposal::kIndependent : mc::Proposal::kRandomWalk;
+    if (c.chains < 1 || c.dim < 1) throw py::value_error("x0 must have at least one chain and one coordinate");
+    if (c.n_draws < 1 || c.n_warmup < 0 || c.thin < 1) throw py::value_error("need n_draws >= 1, n_warmup >= 0, thin >= 1");
+    if (c.chain_offset + static_cast<uint64_t>(c.chains) > (uint64_t(1) << 32))
+        throw py::value_error("chain_offset + chains must not exceed 2**32 (chain ids are 32-bit)");
+    vector_of(step0, "step0", c.chains);
+    c.x0 = x0.data();
+    c.step0 = step0.data();
+    if (c.proposal == mc::Proposal::kIndependent) {
+        auto m = py::cast<Arr<double>>(q_mean);
+        auto lv = py::cast<Arr<double>>(q_logvar);
+        same_shape(x0, "x0", m, "proposal_mean");
+        same_shape(x0, "x0", lv, "proposal_logvar");
+        c.proposal_mean = m.data();
+        c.proposal_logvar = lv.data();
+    }
+    const int64_t ch = c.chains, nd = c.n_draws, d = c.dim;
+    auto check = [](const py::array& a, std::initializer_list<int64_t> shape, const char* name) {
+        bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+        py::ssize_t i = 0;
+        for (int64_t v : shape) ok = ok && a.shape(i++) == v;
+        if (!ok) throw py::value_error(std::string(name) + " has the wrong shape " + shape_str(a));
+    };
+    check(samples, {ch, nd, d}, "samples");
+    check(log_prob, {ch, nd}, "log_prob");
+    check(accept_rate, {ch}, "accept_rate");
+    check(step_size, {ch}, "step_size");
+    check(n_nan, {ch}, "n_nan");
+    check(proposal_chol, {d, d}, "proposal_chol");
+    r.out.samples = writable(samples, "samples");
+    r.out.log_prob = writable(log_prob, "log_prob");
+    r.out.accept_rate = writable(accept_rate, "accept_rate");
+    r.out.step_size = writable(step_size, "step_size");
+    r.out.n_nan = writable(n_nan, "n_nan");
+    r.out.proposal_chol = writable(proposal_chol, "proposal_chol");
+    return r;
+}
+
+// A Python callable log_prob(Z) -> (chains,): Z is a fresh (chains, dim) float64 array every step (so a
+// callable may keep it), the result is converted to float64 and must have shape (chains,).
+class PyBatchTarget final : public mc::BatchTarget {
+public:
+    PyBatchTarget(py::function fn, int64_t chains, int64_t dim) : fn_(std::move(fn)), chains_(chains), dim_(dim) {}
+
+    double* begin_step() override {
+        py::gil_scoped_acquire gil;
+        z_ = Arr<double>({chains_, dim_});
+        return z_.mutable_data();
+    }
+
+    void end_step(double* log_prob) override {
+        py::gil_scoped_acquire gil;
+        py::object res = fn_(z_);
+        py::array arr = py::array::ensure(res);
+        if (!arr) throw py::type_error("log_prob must return an array of float64 values, got " +
+                                       std::string(py::str(py::type::of(res).attr("__name__"))));
+        if (arr.ndim() != 1 || arr.shape(0) != chains_)
+            throw py::value_error("log_prob(Z) must return shape (" + std::to_string(chains_) + ",) for Z of shape (" +
+                                  std::to_string(chains_) + ", " + std::to_string(dim_) + "), got shape " + shape_str(arr));
+        const char kind = arr.dtype().kind();
+        if (kind != 'f' && kind != 'i' && kind != 'u')
+            throw py::type_error("log_prob must return real numbers, got dtype " + std::string(py::str(arr.dtype())));
+        auto lp = Arr<double>::ensure(arr);   // converts float32 / integers; no copy for float64 C-contiguous
+        std::memcpy(log_prob, lp.data(), static_cast<size_t>(chains_) * sizeof(double));
+        z_ = Arr<double>();                   // drop our reference while the GIL is held
+    }
+
+private:
+    py::function fn_;
+    int64_t chains_, dim_;
+    Arr<double> z_;
+};
+
+py::tuple factor_covariance(Arr<double> cov) {
+    if (cov.ndim() != 2 || cov.shape(0) != cov.shape(1) || cov.shape(0) < 1)
+        throw py::value_error("cov must be a square (dim, dim) matrix, got shape " + shape_str(cov));
+    const int64_t d = cov.shape(0);
+    Arr<double> chol({d, d}), inv({d, d});
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = mc::cholesky(cov.data(), d, chol.mutable_data());
+        if (ok) mc::invert_lower(chol.data(), d, inv.mutable_data());
+    }
+    if (!ok) throw py::value_error("cov must be symmetric positive definite (its Cholesky factorisation failed)");
+    return py::make_tuple(chol, inv);
+}
+
+}  // namespace
+
+void register_mcmc(py::module_& m) {
+    m.def("mcmc_factor_covariance", &factor_covariance, py::arg("cov").noconvert(),
+          "(L, L^-1) for a symmetric positive definite matrix; ValueError otherwise.");
+
+#define VK_MCMC_COMMON_ARGS                                                                                    \
+    py::arg("x0").noconvert(), py::arg("step0").noconvert(), py::arg("proposal_mean"), py::arg("proposal_logvar"), \
+        py::arg("settings"), py::arg("samples").noconvert(), py::arg("log_prob").noconvert(),                    \
+        py::arg("accept_rate").noconvert(), py::arg("step_size").noconvert(), py::arg("n_nan").noconvert(),      \
+        py::arg("proposal_chol").noconvert()
+
+    m.def("mcmc_run_gaussian",
+          [](Arr<double> mean, Arr<double> inv_chol, double log_norm, Arr<double> x0, Arr<double> step0, py::object qm,
+             py::object qlv, Settings s, Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss,
+             Arr<int64_t> nn, Arr<double> pc) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+              vector_of(mean, "mean", r.cfg.dim);
+              if (inv_chol.ndim() != 2 || inv_chol.shape(0) != r.cfg.dim || inv_chol.shape(1) != r.cfg.dim)
+                  throw py::value_error("inv_chol has the wrong shape " + shape_str(inv_chol));
+              const GaussianParams p{mean.data(), inv_chol.data(), log_norm, r.cfg.dim};
+              py::gil_scoped_release nogil;
+              mc::table().run_gaussian(p, r.cfg, r.out);
+          },
+          py::arg("mean").noconvert(), py::arg("inv_chol").noconvert(), py::arg("log_norm"), VK_MCMC_COMMON_ARGS);
+
+    m.def("mcmc_run_banana",
+          [](double b, double sigma1, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
+             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+              if (r.cfg.dim < 2) throw py::value_error("Banana needs dim >= 2");
+              const double log_norm = -std::log(sigma1) - 0.5 * static_cast<double>(r.cfg.dim) * kLog2Pi;
+              const BananaParams p{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1, log_norm, r.cfg.dim};
+              py::gil_scoped_release nogil;
+              mc::table().run_banana(p, r.cfg, r.out);
+          },
+          py::arg("b"), py::arg("sigma1"), VK_MCMC_COMMON_ARGS);
+
+    m.def("mcmc_run_logistic",
+          [](Arr<double> X, Arr<double> y, double prior_scale, Arr<double> x0, Arr<double> step0, py::object qm,
+             py::object qlv, Settings s, Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss,
+             Arr<int64_t> nn, Arr<double> pc) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+              const Rows xs = rows_of(X, "X");
+              if (xs.cols != r.cfg.dim) throw py::value_error("X must have dim columns");
+              vector_of(y, "y", xs.rows);
+              const double log_norm = -static_cast<double>(r.cfg.dim) * (std::log(prior_scale) + 0.5 * kLog2Pi);
+              const LogisticParams p{X.data(), y.data(), xs.rows, r.cfg.dim, 0.5 / (prior_scale * prior_scale), log_norm};
+              py::gil_scoped_release nogil;
+              mc::table().run_logistic(p, r.cfg, r.out);
+          },
+          py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("prior_scale"), VK_MCMC_COMMON_ARGS);
+
+    m.def("mcmc_run_callable",
+          [](py::function fn, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
+             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+              PyBatchTarget target(std::move(fn), r.cfg.chains, r.cfg.dim);
+              py::gil_scoped_release nogil;
+              mc::table().run_batch(target, r.cfg, r.out);
+          },
+          py::arg("log_prob"), VK_MCMC_COMMON_ARGS);
+#undef VK_MCMC_COMMON_ARGS
+}
+
+}  // namespace vk::bind

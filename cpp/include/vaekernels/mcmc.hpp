@@ -1,0 +1,68 @@
+// mcmc.hpp: the per-chain pieces of one Metropolis-Hastings step, shared by the CPU sampler
+// (cpp/src/mcmc.cpp) and the CUDA sampler: where its random numbers come from, the accept decision and
+// the Robbins-Monro step-size update.
+//
+// Random stream of the sampler (Philox4x32-10, philox.hpp):
+//   key      the user's 64-bit seed
+//   c2       kTagMcmc (2)
+//   c3       the chain id = chain_offset + row of x0 (so chain ids must be < 2^32)
+//   c0, c1   the block index step * B + k, B = ceil(dim / 2) + 1 blocks per step, step = 0, 1, ... the
+//            global iteration (warm-up included, every iteration counted, thinned or not)
+// Within a step:
+//   block k < ceil(dim / 2)   Box-Muller (box_muller_f64 on words w0..w3): proposal normals eps[2k] (r cos)
+//                             and eps[2k + 1] (r sin; unused when 2k + 1 == dim)
+//   block k = ceil(dim / 2)   the acceptance uniform u = uniform_open_f64(w0, w1) in (0, 1); w2, w3 unused
+// A chain's numbers depend on (seed, chain id, step) only: not on the thread count, on which other chains
+// run in the same call, or on the device.
+//
+// Accept rule: accept iff u < exp(delta), delta = log p(x') - log p(x) (+ log q(x) - log q(x') for the
+// independence proposal). A proposal whose log p is NaN or +inf is rejected and counted (n_nan); -inf is
+// zero density, an ordinary rejection.
+#pragma once
+
+#include "random.hpp"
+
+VK_BEGIN_NAMESPACE
+
+VK_HD int64_t mcmc_blocks_per_step(int64_t dim) { return (dim + 1) / 2 + 1; }
+
+VK_HD PhiloxWords mcmc_block(uint64_t seed, uint32_t chain, uint64_t step, int64_t dim, int64_t k) {
+    return philox_stream_block(seed, step * static_cast<uint64_t>(mcmc_blocks_per_step(dim)) + static_cast<uint64_t>(k),
+                               kTagMcmc, chain);
+}
+
+// Proposal normals 2k and 2k + 1 of (chain, step).
+VK_HD void mcmc_normal_pair(uint64_t seed, uint32_t chain, uint64_t step, int64_t dim, int64_t k, double& z0,
+                            double& z1) {
+    const PhiloxWords w = mcmc_block(seed, chain, step, dim, k);
+    box_muller_f64(w.w0, w.w1, w.w2, w.w3, z0, z1);
+}
+
+VK_HD double mcmc_accept_uniform(uint64_t seed, uint32_t chain, uint64_t step, int64_t dim) {
+    const PhiloxWords w = mcmc_block(seed, chain, step, dim, (dim + 1) / 2);
+    return uniform_open_f64(w.w0, w.w1);
+}
+
+// NaN or +inf: a failed evaluation, rejected and counted.
+VK_HD bool mcmc_invalid_log_prob(double lp) { return !(lp < FloatTraits<double>::kInf); }
+
+// One MH decision for a proposal with log-density lp_new and log acceptance ratio delta. Returns -1 (all
+// bits set) to accept, 0 to reject: an integer mask, so that CPU lane loops over it vectorise.
+// alpha = min(1, e^delta), 0 for an invalid proposal or a NaN delta, is what the step-size adaptation tracks.
+VK_HD int64_t mcmc_accept(double u, double lp_new, double delta, double& alpha) {
+    const double ratio = vexp(delta);
+    const bool valid = lp_new < FloatTraits<double>::kInf;   // false for NaN and +inf
+    double a = ratio >= 1.0 ? 1.0 : ratio;
+    a = a > 0.0 ? a : 0.0;                                    // NaN -> 0
+    alpha = valid ? a : 0.0;
+    return (u < ratio && valid) ? -1 : 0;                     // NaN ratio compares false: rejected
+}
+
+// Robbins-Monro on the log step size toward the target acceptance probability:
+//   log s <- log s + gamma_t (alpha_t - target),  gamma_t = 1 / sqrt(t + 1)  (t counts from 0 in each phase)
+// The CPU and GPU use the same IEEE-exact sqrt, so the adapted step sizes agree to the bit.
+VK_HD double mcmc_adapt_log_step(double log_step, double alpha, double target_accept, int64_t t) {
+    return log_step + (alpha - target_accept) / vsqrt(static_cast<double>(t + 1));
+}
+
+VK_END_NAMESPACE

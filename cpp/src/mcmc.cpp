@@ -1,0 +1,502 @@
+// mcmc.cpp: the CPU batched Metropolis-Hastings sampler. Compiled once per instruction-set level like
+// kernels.cpp (CMake sets VK_ISA_NAMESPACE and the -m flags); every level gives the same bits.
+//
+// Chains run in tiles of kTile (16 with AVX-512). A tile's state is stored coordinate-major, (dim, kTile),
+// so the per-chain random numbers, proposals and accept decisions (vaekernels/mcmc.hpp) run in lane loops
+// the compiler vectorises, and the target densities of targets.hpp, instantiated on a native vector type
+// (GCC/Clang vector extensions), evaluate the tile with plain SIMD arithmetic. Each lane does exactly the
+// arithmetic of one chain in a fixed order, so a chain's draws depend only on (seed, chain id, step):
+// not on the tile it lands in, the thread count, or the SIMD width.
+//
+// Built-in targets: every tile runs its whole chain loop in one OpenMP task (tiles split across threads).
+// Batch (Python) targets: one step at a time for all chains, the target called once per step between
+// the proposal and the accept pass.
+#include "mcmc.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "vaekernels/mcmc.hpp"
+
+#define VK_CAT2(a, b) a##b
+#define VK_CAT(a, b) VK_CAT2(a, b)
+
+VK_BEGIN_NAMESPACE
+namespace {
+
+using cpu::mcmc::Config;
+using cpu::mcmc::Outputs;
+using cpu::mcmc::Proposal;
+
+// A Pack is one native vector of doubles (a wider generic vector would be kept in memory by GCC between
+// operations, and loop-carried sums would wait on store forwarding). A tile is two Packs of chains: the
+// lane loops (Philox with 32-bit words, accept, adaptation) then fill whole vectors, and the target
+// evaluates the two halves with independent accumulators.
+#if defined(__AVX512F__)
+constexpr int kPack = 8;
+#elif defined(__AVX__)
+constexpr int kPack = 4;
+#else
+constexpr int kPack = 2;
+#endif
+constexpr int kHalves = 2;
+constexpr int kTile = kPack * kHalves;
+// may_alias: Packs are read from and written to plain double arrays.
+typedef double Pack __attribute__((vector_size(kPack * sizeof(double)), __may_alias__));
+
+// Aligned storage (128 bytes). Not std::vector: its out-of-line members are one shared (COMDAT) copy for
+// all the instruction-set builds of this file, so the copy the linker keeps could be AVX-512 code (or
+// assume another alignment) where another build calls it. This class has internal linkage: one per build.
+template <class T>
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    Buffer(Buffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+    ~Buffer() { release(); }
+    void assign(int64_t n, T value) {
+        release();
+        n_ = n;
+        p_ = n > 0 ? static_cast<T*>(::operator new(static_cast<size_t>(n) * sizeof(T), std::align_val_t(128))) : nullptr;
+        for (int64_t i = 0; i < n; ++i) p_[i] = value;
+    }
+    void clear() { release(); }
+    T* data() { return p_; }
+    const T* data() const { return p_; }
+    T& operator[](int64_t i) { return p_[i]; }
+    const T& operator[](int64_t i) const { return p_[i]; }
+    int64_t size() const { return n_; }
+
+private:
+    void release() {
+        if (p_ != nullptr) ::operator delete(p_, std::align_val_t(128));
+        p_ = nullptr;
+        n_ = 0;
+    }
+    T* p_ = nullptr;
+    int64_t n_ = 0;
+};
+
+// Warm-up schedule. Without covariance adaptation, one phase [0, n_warmup). With it, phase 0 is
+// [0, n_warmup / 2) (isotropic proposal; draws in its second half feed the pooled covariance) and phase 1
+// is [n_warmup / 2, n_warmup) with the covariance-shaped proposal and the step sizes adapted afresh. In each
+// phase the step size follows Robbins-Monro and is frozen at the average of its log over the phase's second
+// half (Polyak averaging: less noisy than the last iterate).
+struct Phase {
+    int64_t begin, end;
+    int64_t average_from() const { return begin + (end - begin) / 2; }
+};
+
+struct Tile {
+    int64_t row0 = 0;
+    int n = 0;                                           // valid lanes (the last tile may be partial)
+    alignas(64) uint32_t chain[kTile];
+    // (rows, kTile) lane arrays: x, xp, scratch (dim); eps (2 ceil(dim/2)); independence proposal (dim)
+    // each; warm-up covariance shift and sum (dim) and lower-triangular scatter (dim (dim + 1) / 2).
+    Buffer<double> x, xp, eps, scratch, q_mean, q_sd, q_inv_sd, cov_shift, cov_sum, cov_scatter;
+    alignas(64) double lp[kTile], lpp[kTile], qx[kTile], qxp[kTile];
+    alignas(64) double log_step[kTile], log_step_sum[kTile], step[kTile], u[kTile];
+    alignas(64) int64_t accepted[kTile], n_nan[kTile];
+};
+
+// Views of lane arrays as Packs: half h of row j is pack j * kHalves + h.
+inline const Pack* packs(const double* a) { return reinterpret_cast<const Pack*>(a); }
+inline Pack* packs(double* a) { return reinterpret_cast<Pack*>(a); }
+
+class Sampler {
+public:
+    Sampler(const Config& cfg, Outputs& out)
+        : cfg_(cfg), out_(out), dim_(cfg.dim), nb_((cfg.dim + 1) / 2),
+          n_steps_(cfg.n_warmup + cfg.n_draws * cfg.thin),
+          n_tiles_((cfg.chains + kTile - 1) / kTile) {
+        tiles_ = std::unique_ptr<Tile[]>(new Tile[static_cast<size_t>(n_tiles_)]);
+        if (cfg.adapt_covariance && cfg.proposal == Proposal::kRandomWalk && cfg.n_warmup >= 4) {
+            phases_.push_back({0, cfg.n_warmup / 2});
+            phases_.push_back({cfg.n_warmup / 2, cfg.n_warmup});
+            collect_ = {cfg.n_warmup / 4, cfg.n_warmup / 2};
+        } else {
+            phases_.push_back({0, cfg.n_warmup});
+            collect_ = {0, 0};
+        }
+        for (int64_t i = 0; i < dim_ * dim_; ++i) out_.proposal_chol[i] = 0.0;
+        for (int64_t i = 0; i < dim_; ++i) out_.proposal_chol[i * dim_ + i] = 1.0;
+        for (int64_t b = 0; b < n_tiles_; ++b) init_tile(tiles_[b], b * kTile);
+    }
+
+    int64_t n_steps() const { return n_steps_; }
+    int64_t n_tiles() const { return n_tiles_; }
+    Tile& tile(int64_t b) { return tiles_[b]; }
+    // Step at which the pooled covariance is estimated (from the draws before it), or -1.
+    int64_t covariance_step() const { return collect_.end > collect_.begin ? collect_.end : -1; }
+    // Segments of [0, n_steps) separated by the covariance barrier.
+    std::vector<Phase> segments() const {
+        const int64_t c = covariance_step();
+        if (c < 0) return {{0, n_steps_}};
+        return {{0, c}, {c, n_steps_}};
+    }
+
+    // ---- one step of one tile -------------------------------------------------------------------
+    // Fills xp (and qxp, u) from the tile's stream at `step`.
+    void propose(Tile& t, int64_t step) const {
+        const uint64_t s = static_cast<uint64_t>(step);
+        const uint64_t seed = cfg_.seed;
+        const int64_t dim = dim_;
+        double* e = t.eps.data();
+        for (int64_t k = 0; k < nb_; ++k) {
+            double* e0 = e + (2 * k) * kTile;
+            double* e1 = e0 + kTile;
+            for (int l = 0; l < kTile; ++l) mcmc_normal_pair(seed, t.chain[l], s, dim, k, e0[l], e1[l]);
+        }
+        for (int l = 0; l < kTile; ++l) t.u[l] = mcmc_accept_uniform(seed, t.chain[l], s, dim);
+
+        const double* x = t.x.data();
+        double* xp = t.xp.data();
+        if (cfg_.proposal == Proposal::kIndependent) {
+            // x' = m + sd eps; log q(x') up to its per-chain constant, which cancels in the MH ratio.
+            const double *m = t.q_mean.data(), *sd = t.q_sd.data(), *isd = t.q_inv_sd.data();
+            alignas(64) double q[kTile] = {};
+            for (int64_t j = 0; j < dim; ++j)
+                for (int l = 0; l < kTile; ++l) {
+                    const int64_t i = j * kTile + l;
+                    xp[i] = m[i] + sd[i] * e[i];
+                    const double z = (xp[i] - m[i]) * isd[i];
+                    q[l] = q[l] + z * z;
+                }
+            for (int l = 0; l < kTile; ++l) t.qxp[l] = q[l] * -0.5;
+        } else if (have_chol_) {
+            // x' = x + s L eps, L the pooled warm-up covariance factor.
+            for (int64_t j = 0; j < dim; ++j) {
+                const double* lj = chol_.data() + j * dim;
+                alignas(64) double v[kTile];
+                for (int l = 0; l < kTile; ++l) v[l] = e[l] * lj[0];
+                for (int64_t k = 1; k <= j; ++k)
+                    for (int l = 0; l < kTile; ++l) v[l] = v[l] + e[k * kTile + l] * lj[k];
+                for (int l = 0; l < kTile; ++l) xp[j * kTile + l] = x[j * kTile + l] + t.step[l] * v[l];
+            }
+        } else {
+            for (int64_t j = 0; j < dim; ++j)
+                for (int l = 0; l < kTile; ++l) xp[j * kTile + l] = x[j * kTile + l] + t.step[l] * e[j * kTile + l];
+        }
+    }
+
+    // Accept/reject with t.lpp holding log p(xp); adapts the step size in warm-up; records draws.
+    void accept(Tile& t, int64_t step) {
+        const bool independent = cfg_.proposal == Proposal::kIndependent;
+        const bool post_warmup = step >= cfg_.n_warmup;
+        alignas(64) double alpha[kTile], dq[kTile];
+        alignas(64) int64_t take[kTile];
+        for (int l = 0; l < kTile; ++l) dq[l] = independent ? t.qx[l] - t.qxp[l] : 0.0;  // + 0.0: delta unchanged
+        for (int l = 0; l < kTile; ++l) take[l] = mcmc_accept(t.u[l], t.lpp[l], (t.lpp[l] - t.lp[l]) + dq[l], alpha[l]);
+        for (int l = 0; l < kTile; ++l) {
+            t.n_nan[l] += mcmc_invalid_log_prob(t.lpp[l]) ? 1 : 0;
+            t.accepted[l] += post_warmup ? -take[l] : 0;
+        }
+        double* x = t.x.data();
+        const double* xp = t.xp.data();
+        for (int64_t j = 0; j < dim_; ++j)
+            for (int l = 0; l < kTile; ++l) x[j * kTile + l] = take[l] ? xp[j * kTile + l] : x[j * kTile + l];
+        for (int l = 0; l < kTile; ++l) t.lp[l] = take[l] ? t.lpp[l] : t.lp[l];
+        for (int l = 0; l < kTile; ++l) t.qx[l] = take[l] ? t.qxp[l] : t.qx[l];
+
+        if (!post_warmup) {
+            adapt(t, step, alpha);
+            if (step >= collect_.begin && step < collect_.end) collect(t, step);
+        } else if ((step - cfg_.n_warmup + 1) % cfg_.thin == 0) {
+            record(t, (step - cfg_.n_warmup) / cfg_.thin);
+        }
+    }
+
+    // ---- batch targets: proposals out, log-densities in ------------------------------------------
+    void write_proposals(const Tile& t, double* z) const {
+        for (int l = 0; l < t.n; ++l)
+            for (int64_t j = 0; j < dim_; ++j) z[(t.row0 + l) * dim_ + j] = t.xp[j * kTile + l];
+    }
+    // Padding lanes copy lane 0 (they follow the tile's first chain and are never written out).
+    static void read_log_prob(const Tile& t, const double* lp, double* dst) {
+        for (int l = 0; l < kTile; ++l) dst[l] = lp[t.row0 + (l < t.n ? l : 0)];
+    }
+
+    // ---- pooled covariance (between the two warm-up phases) ---------------------------------------
+    void estimate_covariance() {
+        cpu::mcmc::CovarianceAccumulator acc;
+        acc.reset(cfg_.chains, dim_);
+        acc.count = collect_.end - collect_.begin;
+        for (int64_t b = 0; b < n_tiles_; ++b) {
+            const Tile& t = tiles_[b];
+            for (int l = 0; l < t.n; ++l) {
+                const int64_t c = t.row0 + l;
+                for (int64_t j = 0; j < dim_; ++j) {
+                    acc.shift[c * dim_ + j] = t.cov_shift[j * kTile + l];
+                    acc.sum[c * dim_ + j] = t.cov_sum[j * kTile + l];
+                }
+                for (int64_t i = 0, p = 0; i < dim_; ++i)
+                    for (int64_t j = 0; j <= i; ++j, ++p)
+                        acc.scatter[(c * dim_ + i) * dim_ + j] = t.cov_scatter[p * kTile + l];
+            }
+        }
+        const std::vector<double> l = acc.pooled_cholesky(cfg_.chains);
+        chol_.assign(dim_ * dim_, 0.0);
+        for (int64_t i = 0; i < dim_ * dim_; ++i) chol_[i] = out_.proposal_chol[i] = l[static_cast<size_t>(i)];
+        have_chol_ = true;
+        // Phase 1 adapts the step sizes afresh for the new proposal shape.
+        const double s0 = 2.38 / vsqrt(static_cast<double>(dim_));
+        for (int64_t b = 0; b < n_tiles_; ++b) {
+            Tile& t = tiles_[b];
+            if (cfg_.adapt_step)
+                for (int l = 0; l < kTile; ++l) {
+                    t.log_step[l] = vlog(s0);
+                    t.step[l] = s0;
+                }
+            t.cov_shift.clear(); t.cov_sum.clear(); t.cov_scatter.clear();
+        }
+    }
+
+    void finish() {
+        const double post = static_cast<double>(cfg_.n_draws * cfg_.thin);
+        for (int64_t b = 0; b < n_tiles_; ++b) {
+            const Tile& t = tiles_[b];
+            for (int l = 0; l < t.n; ++l) {
+                const int64_t c = t.row0 + l;
+                out_.accept_rate[c] = static_cast<double>(t.accepted[l]) / post;
+                out_.step_size[c] = cfg_.proposal == Proposal::kIndependent ? 1.0 : t.step[l];
+                out_.n_nan[c] = t.n_nan[l];
+            }
+        }
+    }
+
+private:
+    void init_tile(Tile& t, int64_t row0) {
+        t.row0 = row0;
+        t.n = static_cast<int>(std::min<int64_t>(kTile, cfg_.chains - row0));
+        t.x.assign(dim_ * kTile, 0.0);
+        t.xp.assign(dim_ * kTile, 0.0);
+        t.scratch.assign(dim_ * kPack, 0.0);
+        t.eps.assign(2 * nb_ * kTile, 0.0);
+        // Padding lanes copy the tile's first chain: they compute valid values and are never written out.
+        for (int l = 0; l < kTile; ++l) {
+            const int64_t c = row0 + (l < t.n ? l : 0);
+            t.chain[l] = static_cast<uint32_t>(cfg_.chain_offset + static_cast<uint64_t>(c));
+            for (int64_t j = 0; j < dim_; ++j) t.x[j * kTile + l] = cfg_.x0[c * dim_ + j];
+            t.step[l] = cfg_.step0[c];
+            t.log_step[l] = vlog(cfg_.step0[c]);
+            t.log_step_sum[l] = 0.0;
+            t.accepted[l] = 0;
+            t.n_nan[l] = 0;
+            t.lp[l] = t.lpp[l] = t.qx[l] = t.qxp[l] = 0.0;
+        }
+        if (cfg_.proposal == Proposal::kIndependent) {
+            t.q_mean.assign(dim_ * kTile, 0.0);
+            t.q_sd.assign(dim_ * kTile, 0.0);
+            t.q_inv_sd.assign(dim_ * kTile, 0.0);
+            for (int l = 0; l < kTile; ++l) {
+                const int64_t c = row0 + (l < t.n ? l : 0);
+                double q = 0.0;
+                for (int64_t j = 0; j < dim_; ++j) {
+                    const int64_t i = j * kTile + l;
+                    const double lv = cfg_.proposal_logvar[c * dim_ + j];
+                    t.q_mean[i] = cfg_.proposal_mean[c * dim_ + j];
+                    t.q_sd[i] = vexp(0.5 * lv);
+                    t.q_inv_sd[i] = vexp(-0.5 * lv);
+                    const double z = (t.x[i] - t.q_mean[i]) * t.q_inv_sd[i];
+                    q = q + z * z;
+                }
+                t.qx[l] = q * -0.5;
+            }
+        }
+        if (collect_.end > collect_.begin) {
+            t.cov_shift.assign(dim_ * kTile, 0.0);
+            t.cov_sum.assign(dim_ * kTile, 0.0);
+            t.cov_scatter.assign(dim_ * (dim_ + 1) / 2 * kTile, 0.0);
+        }
+    }
+
+    void adapt(Tile& t, int64_t step, const double* alpha) {
+        if (!cfg_.adapt_step || cfg_.proposal == Proposal::kIndependent) return;
+        for (const Phase& ph : phases_) {
+            if (step < ph.begin || step >= ph.end) continue;
+            const int64_t local = step - ph.begin;
+            for (int l = 0; l < kTile; ++l)
+                t.log_step[l] = mcmc_adapt_log_step(t.log_step[l], alpha[l], cfg_.target_accept, local);
+            if (step >= ph.average_from())
+                for (int l = 0; l < kTile; ++l) t.log_step_sum[l] = t.log_step_sum[l] + t.log_step[l];
+            if (step == ph.end - 1) {
+                const double inv = 1.0 / static_cast<double>(ph.end - ph.average_from());
+                for (int l = 0; l < kTile; ++l) {
+                    t.log_step[l] = t.log_step_sum[l] * inv;
+                    t.log_step_sum[l] = 0.0;
+                }
+            }
+            for (int l = 0; l < kTile; ++l) t.step[l] = vexp(t.log_step[l]);
+        }
+    }
+
+    void collect(Tile& t, int64_t step) {
+        const double* x = t.x.data();
+        double *shift = t.cov_shift.data(), *sum = t.cov_sum.data(), *sc = t.cov_scatter.data(), *d = t.scratch.data();
+        if (step == collect_.begin)
+            for (int64_t i = 0; i < dim_ * kTile; ++i) shift[i] = x[i];
+        // scratch holds kPack * dim doubles; the centred draw needs dim * kTile: use xp (free until the next proposal).
+        (void)d;
+        double* c = t.xp.data();
+        for (int64_t i = 0; i < dim_ * kTile; ++i) c[i] = x[i] - shift[i];
+        for (int64_t i = 0, p = 0; i < dim_; ++i) {
+            for (int l = 0; l < kTile; ++l) sum[i * kTile + l] = sum[i * kTile + l] + c[i * kTile + l];
+            for (int64_t j = 0; j <= i; ++j, ++p)
+                for (int l = 0; l < kTile; ++l)
+                    sc[p * kTile + l] = sc[p * kTile + l] + c[i * kTile + l] * c[j * kTile + l];
+        }
+    }
+
+    void record(const Tile& t, int64_t draw) {
+        const int64_t nd = cfg_.n_draws;
+        for (int l = 0; l < t.n; ++l) {
+            const int64_t c = t.row0 + l;
+            double* s = out_.samples + (c * nd + draw) * dim_;
+            for (int64_t j = 0; j < dim_; ++j) s[j] = t.x[j * kTile + l];
+            out_.log_prob[c * nd + draw] = t.lp[l];
+        }
+    }
+
+    const Config& cfg_;
+    Outputs& out_;
+    int64_t dim_, nb_, n_steps_;
+    int64_t n_tiles_;
+    std::unique_ptr<Tile[]> tiles_;
+    std::vector<Phase> phases_;
+    Phase collect_{0, 0};
+    Buffer<double> chol_;
+    bool have_chol_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Built-in targets: each tile runs its chain loop in one task
+// ---------------------------------------------------------------------------------------------
+// eval(tile, x (dim, kTile) lanes, lp (kTile,)) evaluates the target for the tile's lanes.
+template <class Eval>
+void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
+    Sampler s(cfg, out);
+    const int64_t n_tiles = s.n_tiles();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t b = 0; b < n_tiles; ++b) {
+        Tile& t = s.tile(b);
+        eval(t, t.x.data(), t.lp);
+    }
+    for (const Phase& seg : s.segments()) {
+        if (seg.begin == s.covariance_step()) s.estimate_covariance();
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t b = 0; b < n_tiles; ++b) {
+            Tile& t = s.tile(b);
+            for (int64_t step = seg.begin; step < seg.end; ++step) {
+                s.propose(t, step);
+                eval(t, t.xp.data(), t.lpp);
+                s.accept(t, step);
+            }
+        }
+    }
+    s.finish();
+}
+
+// The densities of targets.hpp on Packs: half h of the tile is Pack h of each row (stride kHalves).
+void run_gaussian(const GaussianParams& p, const Config& cfg, Outputs& out) {
+    run_builtin(cfg, out, [&p](Tile& t, const double* x, double* lp) {
+        for (int h = 0; h < kHalves; ++h) {
+            const Pack r = gaussian_log_prob<Pack>(p, packs(x) + h, kHalves, packs(t.scratch.data()));
+            std::memcpy(lp + h * kPack, &r, sizeof r);
+        }
+    });
+}
+
+void run_banana(const BananaParams& p, const Config& cfg, Outputs& out) {
+    run_builtin(cfg, out, [&p](Tile&, const double* x, double* lp) {
+        for (int h = 0; h < kHalves; ++h) {
+            const Pack r = banana_log_prob<Pack>(p, packs(x) + h, kHalves);
+            std::memcpy(lp + h * kPack, &r, sizeof r);
+        }
+    });
+}
+
+// Observations in blocks: the linear predictors of a block for all lanes, then one vectorised pass of the
+// Bernoulli term, then the terms added to each lane in observation order (the order of the one-chain
+// logistic_log_prob).
+constexpr int64_t kObsBlock = 32;
+
+void run_logistic(const LogisticParams& p, const Config& cfg, Outputs& out) {
+    run_builtin(cfg, out, [&p](Tile&, const double* x, double* lp) {
+        alignas(64) double eta[kObsBlock][kTile];
+        for (int h = 0; h < kHalves; ++h) {
+            const Pack r = logistic_log_prior<Pack>(p, packs(x) + h, kHalves);
+            std::memcpy(lp + h * kPack, &r, sizeof r);
+        }
+        for (int64_t n0 = 0; n0 < p.n_obs; n0 += kObsBlock) {
+            const int64_t nn = std::min(kObsBlock, p.n_obs - n0);
+            for (int64_t i = 0; i < nn; ++i)
+                for (int h = 0; h < kHalves; ++h) {
+                    const Pack e = logistic_eta<Pack>(p, n0 + i, packs(x) + h, kHalves);
+                    std::memcpy(&eta[i][h * kPack], &e, sizeof e);
+                }
+            for (int64_t i = 0; i < nn; ++i) {
+                const double y = p.y[n0 + i];
+                for (int l = 0; l < kTile; ++l) eta[i][l] = bernoulli_log_prob_term(y, eta[i][l]);
+            }
+            for (int64_t i = 0; i < nn; ++i)
+                for (int l = 0; l < kTile; ++l) lp[l] = lp[l] + eta[i][l];
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch targets: step-major, the caller's target evaluated once per step for all chains
+// ---------------------------------------------------------------------------------------------
+constexpr int64_t kParallelMin = 1 << 15;   // chain-coordinates per step below which one thread is faster
+
+void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) {
+    Sampler s(cfg, out);
+    const int64_t n_tiles = s.n_tiles();
+    const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
+    Buffer<double> lp;
+    lp.assign(cfg.chains, 0.0);
+
+    double* z = target.begin_step();
+    for (int64_t i = 0; i < cfg.chains * cfg.dim; ++i) z[i] = cfg.x0[i];
+    target.end_step(lp.data());
+    for (int64_t c = 0; c < cfg.chains; ++c)
+        if (mcmc_invalid_log_prob(lp[c]))
+            throw std::invalid_argument("log_prob(x0) must not be NaN or +inf; got " + std::to_string(lp[c]) +
+                                        " for row " + std::to_string(c) + " of x0");
+    for (int64_t b = 0; b < n_tiles; ++b) Sampler::read_log_prob(s.tile(b), lp.data(), s.tile(b).lp);
+
+    for (int64_t step = 0; step < s.n_steps(); ++step) {
+        if (step == s.covariance_step()) s.estimate_covariance();
+        z = target.begin_step();
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t b = 0; b < n_tiles; ++b) {
+            s.propose(s.tile(b), step);
+            s.write_proposals(s.tile(b), z);
+        }
+        target.end_step(lp.data());
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t b = 0; b < n_tiles; ++b) {
+            Tile& t = s.tile(b);
+            Sampler::read_log_prob(t, lp.data(), t.lpp);
+            s.accept(t, step);
+        }
+    }
+    s.finish();
+}
+
+}  // namespace
+VK_END_NAMESPACE
+
+namespace vk::cpu::mcmc {
+// One getter per compiled level, e.g. mcmc_table_isa_avx2(); mcmc_setup.cpp declares them.
+const Table& VK_CAT(mcmc_table_, VK_ISA_NAMESPACE)() {
+    static const Table t{VK_ISA_NAMESPACE::run_gaussian, VK_ISA_NAMESPACE::run_banana,
+                         VK_ISA_NAMESPACE::run_logistic, VK_ISA_NAMESPACE::run_batch};
+    return t;
+}
+}  // namespace vk::cpu::mcmc

@@ -1,0 +1,79 @@
+// mcmc.hpp (CPU): the batched Metropolis-Hastings sampler's interface. mcmc.cpp is compiled once per
+// instruction-set level like kernels.cpp; mcmc_setup.cpp picks the level kernels() uses and holds the
+// host-only set-up (Cholesky factors, the pooled warm-up covariance). No Python types here.
+//
+// Layout: x0, proposal_mean, proposal_logvar (chains, dim); samples (chains, draws, dim); log_prob
+// (chains, draws); per-chain outputs (chains,). All C-contiguous float64.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "vaekernels/targets.hpp"
+
+namespace vk::cpu::mcmc {
+
+enum class Proposal : int { kRandomWalk = 0, kIndependent = 1 };
+
+struct Config {
+    int64_t chains = 0, dim = 0;
+    uint64_t seed = 0;
+    uint64_t chain_offset = 0;          // chain id of row 0; ids chain_offset + row must fit in 32 bits
+    int64_t n_warmup = 0, n_draws = 0, thin = 1;
+    Proposal proposal = Proposal::kRandomWalk;
+    bool adapt_step = true;             // Robbins-Monro on each chain's log step during warm-up
+    bool adapt_covariance = false;      // pooled proposal covariance from warm-up draws (couples chains)
+    double target_accept = 0.234;
+    const double* x0 = nullptr;               // (chains, dim)
+    const double* step0 = nullptr;            // (chains,) initial (or fixed) random-walk step sizes
+    const double* proposal_mean = nullptr;    // (chains, dim), independence proposal
+    const double* proposal_logvar = nullptr;  // (chains, dim)
+};
+
+struct Outputs {
+    double* samples = nullptr;       // (chains, n_draws, dim)
+    double* log_prob = nullptr;      // (chains, n_draws)
+    double* accept_rate = nullptr;   // (chains,) over the n_draws * thin post-warm-up steps
+    double* step_size = nullptr;     // (chains,) the frozen step sizes
+    int64_t* n_nan = nullptr;        // (chains,) NaN/+inf proposals over all steps
+    double* proposal_chol = nullptr; // (dim, dim) lower Cholesky factor of the proposal covariance (identity
+                                     // unless adapt_covariance)
+};
+
+// A target evaluated by the caller once per step for all chains (a Python callable). begin_step returns
+// a (chains, dim) buffer the sampler fills with the proposals; end_step evaluates it and writes the
+// (chains,) log-densities. Either may throw; the sampler lets the exception through unchanged.
+struct BatchTarget {
+    virtual double* begin_step() = 0;
+    virtual void end_step(double* log_prob) = 0;
+    virtual ~BatchTarget() = default;
+};
+
+struct Table {
+    void (*run_gaussian)(const GaussianParams&, const Config&, Outputs&);
+    void (*run_banana)(const BananaParams&, const Config&, Outputs&);
+    void (*run_logistic)(const LogisticParams&, const Config&, Outputs&);
+    void (*run_batch)(BatchTarget&, const Config&, Outputs&);
+};
+
+// The table for the instruction-set level cpu::kernels() runs at (same choice, same VAEKERNELS_SIMD).
+const Table& table();
+
+// Host-side helpers (mcmc_setup.cpp).
+// Lower Cholesky factor of a symmetric (n, n) matrix; false if it is not positive definite.
+bool cholesky(const double* a, int64_t n, double* l);
+// Inverse of a lower-triangular (n, n) matrix (forward substitution), lower triangle written, rest 0.
+void invert_lower(const double* l, int64_t n, double* inv);
+
+// Pooled covariance of warm-up draws, accumulated per chain with a per-chain shift (the chain's state
+// when collection starts) so that large means cost no precision.
+struct CovarianceAccumulator {
+    int64_t dim = 0, count = 0;            // draws per chain
+    std::vector<double> shift, sum, scatter;   // (chains, dim), (chains, dim), (chains, dim, dim) lower
+    void reset(int64_t chains, int64_t d);
+    // Lower Cholesky factor of the pooled covariance (all chains' draws together); falls back to a
+    // diagonal factor when the estimate is singular. Deterministic: chains combined in order.
+    std::vector<double> pooled_cholesky(int64_t chains) const;
+};
+
+}  // namespace vk::cpu::mcmc

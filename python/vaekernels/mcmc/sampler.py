@@ -1,0 +1,195 @@
+"""Batched Metropolis-Hastings: many chains at once, proposals and accept/reject in C++.
+
+Random stream (see cpp/include/vaekernels/mcmc.hpp): Philox4x32-10 keyed by ``seed``, stream tag 2,
+sub-stream = chain id = ``chain_offset + row``; at iteration ``step`` (warm-up included) the chain uses
+blocks ``step * B + k``, B = ceil(dim/2) + 1: blocks k < ceil(dim/2) give the proposal normals 2k, 2k+1
+(Box-Muller), block ceil(dim/2) the acceptance uniform. Hence results do not depend on the thread count,
+and sampling rows [a, b) of x0 with ``chain_offset=a`` reproduces those chains bit for bit (unless
+``adapt_covariance=True``, which pools warm-up draws over the chains of one call).
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _core
+from .. import _validate as V
+from .targets import Target
+
+__all__ = ["sample", "MCMCResult"]
+
+
+@dataclass
+class MCMCResult:
+    """Output of :func:`sample`.
+
+    samples (chains, draws, dim); log_prob (chains, draws) the target's log-density at each draw;
+    accept_rate (chains,) over the post-warm-up iterations; step_size (chains,) the frozen random-walk
+    scale (1.0 for the independence proposal); n_nan (chains,) proposals rejected because the target was
+    NaN or +inf (all iterations, warm-up included); proposal_chol (dim, dim) the factor L of the random-walk
+    proposal x' = x + step_size * L eps (identity unless adapt_covariance=True).
+    """
+
+    samples: np.ndarray
+    log_prob: np.ndarray
+    accept_rate: np.ndarray
+    step_size: np.ndarray
+    n_nan: np.ndarray
+    proposal_chol: np.ndarray
+    settings: dict = field(default_factory=dict)
+
+    def to_arviz(self, var_names=None):
+        """An ``arviz.InferenceData`` with one variable ``z`` of shape (chain, draw, dim) (or one variable
+        per name in ``var_names``) and the log-density as the sample statistic ``lp``."""
+        try:
+            import arviz as az
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_arviz needs ArviZ: pip install 'vaekernels[mcmc]' (or pip install arviz)") from e
+        if var_names is None:
+            posterior = {"z": self.samples}
+        else:
+            names = list(var_names)
+            if len(names) != self.samples.shape[2]:
+                raise ValueError(f"var_names must have {self.samples.shape[2]} names, got {len(names)}")
+            posterior = {n: self.samples[:, :, i] for i, n in enumerate(names)}
+        return az.from_dict(posterior=posterior, sample_stats={"lp": self.log_prob})
+
+
+def _int(name, value, lo, hi=1 << 62):
+    return V.integer(name, value, lo, hi)
+
+
+def _chain_matrix(name, a, chains, dim):
+    a = np.asarray(a)
+    if a.dtype != np.float64:
+        raise TypeError(f"{name} must have dtype float64, got {a.dtype}")
+    if a.shape != (chains, dim):
+        raise ValueError(f"{name} must have shape ({chains}, {dim}) like x0, got {a.shape}")
+    a = np.ascontiguousarray(a)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite (it contains NaN or inf)")
+    return a
+
+
+def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", step_size="adapt",
+           target_accept=0.234, adapt_covariance=False, thin=1, chain_offset=0, proposal_mean=None,
+           proposal_logvar=None):
+    """Run one Metropolis-Hastings chain per row of ``x0``.
+
+    target: a built-in target (:class:`Gaussian`, :class:`Banana`, :class:`LogisticRegression`), whose
+        whole chain loop runs in C++ with the GIL released and OpenMP across chains; or a Python callable
+        ``log_prob(Z) -> (chains,)`` for Z (chains, dim) float64, called once per iteration for all chains
+        (Z is a fresh array each time). NaN or +inf values are rejections (counted in ``n_nan``), -inf is
+        zero density; an exception raised by the callable propagates unchanged.
+    x0: (chains, dim) float64 starting points (finite).
+    n_draws: draws kept per chain (>= 1), after ``n_warmup`` warm-up iterations and thinning by ``thin``
+        (n_warmup + n_draws * thin iterations in all).
+    seed: int in [0, 2**64). chain_offset: chain id of row 0 (ids must stay below 2**32).
+    proposal: "random_walk" (x' = x + step_size L eps) or "independent" (x' ~ N(proposal_mean,
+        exp(proposal_logvar)) per chain, both (chains, dim), with the MH correction q(x)/q(x')).
+    step_size: "adapt" (start at 2.38/sqrt(dim) and adapt each chain's log step by Robbins-Monro toward
+        ``target_accept`` during warm-up: log s += (alpha_t - target_accept)/sqrt(t+1), frozen at the average of
+        log s over the second half of warm-up), or a positive float or (chains,) array of fixed step sizes
+        (not adapted). Random walk only.
+    adapt_covariance: estimate the proposal covariance from warm-up draws pooled over all chains of this
+        call (first half of warm-up isotropic, covariance from its second half, step sizes adapted afresh
+        in the second half of warm-up). Pooling couples the chains: the draws then depend on which chains
+        are sampled together (chain-partition independence no longer holds; thread-count independence does).
+    Everything is frozen after warm-up, so the kept draws come from a valid MH chain.
+
+    Returns an :class:`MCMCResult`.
+    """
+    # ---- target and starting points -----------------------------------------------------------------
+    builtin = isinstance(target, Target)
+    if not builtin and not callable(target):
+        raise TypeError(f"target must be a vaekernels.mcmc target or a callable log_prob(Z), got "
+                        f"{type(target).__name__}")
+    if not isinstance(x0, np.ndarray):
+        x0 = np.asarray(x0, dtype=np.float64)
+    if x0.dtype != np.float64:
+        raise TypeError(f"x0 must have dtype float64, got {x0.dtype}")
+    if x0.ndim != 2:
+        raise ValueError(f"x0 must be 2-D (chains, dim), got shape {x0.shape}")
+    chains, dim = x0.shape
+    if chains < 1 or dim < 1:
+        raise ValueError(f"x0 must have at least one chain and one coordinate, got shape {x0.shape}")
+    if builtin and dim != target.dim:
+        raise ValueError(f"x0 has dim {dim} but {type(target).__name__} has dim {target.dim}")
+    x0 = np.ascontiguousarray(x0)
+    if not np.all(np.isfinite(x0)):
+        raise ValueError("x0 must be finite (it contains NaN or inf)")
+
+    # ---- counts and random stream -------------------------------------------------------------------
+    n_draws = _int("n_draws", n_draws, 1)
+    n_warmup = _int("n_warmup", n_warmup, 0)
+    thin = _int("thin", thin, 1)
+    seed = V.integer("seed", seed)
+    chain_offset = _int("chain_offset", chain_offset, 0, 1 << 32)
+    if chain_offset + chains > 1 << 32:
+        raise ValueError(f"chain_offset + chains must not exceed 2**32 (chain ids are 32-bit), got "
+                         f"{chain_offset} + {chains}")
+    if chains * n_draws * dim > 1 << 34:
+        raise ValueError(f"chains * n_draws * dim = {chains * n_draws * dim} float64 values would not fit in memory; "
+                         f"thin or sample fewer chains per call (chain_offset lets calls be split)")
+
+    # ---- proposal --------------------------------------------------------------------------------
+    if proposal not in ("random_walk", "independent"):
+        raise ValueError(f"proposal must be 'random_walk' or 'independent', got {proposal!r}")
+    independent = proposal == "independent"
+    if isinstance(target_accept, (bool, np.bool_)) or not isinstance(target_accept, (numbers.Real, np.floating)):
+        raise TypeError(f"target_accept must be a float, got {type(target_accept).__name__}")
+    target_accept = float(target_accept)
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    if not isinstance(adapt_covariance, (bool, np.bool_)):
+        raise TypeError(f"adapt_covariance must be a bool, got {type(adapt_covariance).__name__}")
+    qm = qlv = None
+    if independent:
+        if proposal_mean is None or proposal_logvar is None:
+            raise ValueError("proposal='independent' needs proposal_mean and proposal_logvar, each (chains, dim)")
+        qm = _chain_matrix("proposal_mean", proposal_mean, chains, dim)
+        qlv = _chain_matrix("proposal_logvar", proposal_logvar, chains, dim)
+        if not (isinstance(step_size, str) and step_size == "adapt"):
+            raise ValueError("step_size applies to proposal='random_walk' only; leave it at 'adapt' for 'independent'")
+        if adapt_covariance:
+            raise ValueError("adapt_covariance applies to proposal='random_walk' only")
+    elif proposal_mean is not None or proposal_logvar is not None:
+        raise ValueError("proposal_mean/proposal_logvar are only used with proposal='independent'")
+
+    adapt_step = isinstance(step_size, str)
+    if adapt_step:
+        if step_size != "adapt":
+            raise ValueError(f"step_size must be 'adapt', a positive float or a (chains,) array, got {step_size!r}")
+        step0 = np.full(chains, 2.38 / np.sqrt(dim))
+    else:
+        s = np.asarray(step_size)
+        if s.dtype.kind not in "fiu" or s.dtype == np.bool_:
+            raise TypeError(f"step_size must be 'adapt', a positive float or a (chains,) array, got {step_size!r}")
+        if s.ndim == 0:
+            s = np.full(chains, float(s))
+        if s.shape != (chains,):
+            raise ValueError(f"step_size array must have shape ({chains},), got {s.shape}")
+        step0 = np.ascontiguousarray(s, dtype=np.float64)
+        if not np.all(np.isfinite(step0) & (step0 > 0)):
+            raise ValueError("step_size must be positive and finite")
+
+    # ---- run ----------------------------------------------------------------------------------------
+    samples = np.empty((chains, n_draws, dim))
+    log_prob = np.empty((chains, n_draws))
+    accept_rate = np.empty(chains)
+    steps = np.empty(chains)
+    n_nan = np.empty(chains, dtype=np.int64)
+    chol = np.empty((dim, dim))
+    settings = (seed, chain_offset, n_warmup, n_draws, thin, independent, adapt_step, bool(adapt_covariance),
+                target_accept)
+    args = (x0, step0, qm, qlv, settings, samples, log_prob, accept_rate, steps, n_nan, chol)
+    if builtin:
+        target._run(args)
+    else:
+        _core.mcmc_run_callable(target, *args)
+    return MCMCResult(samples, log_prob, accept_rate, steps, n_nan, chol,
+                      settings=dict(seed=seed, chain_offset=chain_offset, n_warmup=n_warmup, n_draws=n_draws,
+                                    thin=thin, proposal=proposal, adapt_step=adapt_step,
+                                    adapt_covariance=bool(adapt_covariance), target_accept=target_accept))
