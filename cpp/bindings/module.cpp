@@ -8,6 +8,7 @@ void register_random(py::module_& m);
 void register_divergence(py::module_& m);
 void register_likelihood(py::module_& m);
 void register_optim(py::module_& m);
+void register_mcmc(py::module_& m);
 }  // namespace vk::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
     vk::bind::register_divergence(m);
     vk::bind::register_likelihood(m);
     vk::bind::register_optim(m);
+    vk::bind::register_mcmc(m);
 }
