@@ -101,8 +101,10 @@ def test_cuda_is_built_when_nvcc_is_present():
         if shutil.which("nvcc") is None:
             pytest.skip("nvcc is not on PATH and VAEKERNELS_EXPECT_CUDA is unset: no expectation to check")
         expect = "1"
-    assert vk.cuda_built() is (expect == "1"), \
-        f"VAEKERNELS_EXPECT_CUDA/nvcc say CUDA should{'' if expect == '1' else ' not'} be built"
+    assert vk.cuda_built() is (expect == "1"), (
+        f"vaekernels._cuda should{'' if expect == '1' else ' not'} be built (nvcc on PATH: "
+        f"{shutil.which('nvcc')}, VAEKERNELS_EXPECT_CUDA={os.environ.get('VAEKERNELS_EXPECT_CUDA')}); "
+        f"set VAEKERNELS_EXPECT_CUDA=0 for a deliberate VAEKERNELS_CUDA=OFF build")
 
 
 # -------------------------------------------------------------------------------------------------
