@@ -299,3 +299,13 @@ def test_inf_follows_ieee(dtype):
     z = vk.reparameterize(np.zeros((1, 8), dtype), np.full((1, 8), inf, dtype), 1)
     assert (np.abs(z) == inf).all() and (np.sign(z) == np.sign(vk.randn((1, 8), 1, 0, dtype))).all()
     assert np.isnan(one(vk.kl_normal, 0.0, 0.0, 0.0, nan)[0])
+
+
+def test_reference_has_the_kernels_api():
+    # vaekernels.reference mirrors vaekernels.ops: same names, same parameters in the same order.
+    import inspect
+
+    from vaekernels import ops
+    for name in ops.__all__:
+        kernel, ref = getattr(ops, name), getattr(R, name)
+        assert list(inspect.signature(ref).parameters) == list(inspect.signature(kernel).parameters), name

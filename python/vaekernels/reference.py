@@ -124,8 +124,14 @@ def _normal_work(dtype):
     return np.float64 if np.dtype(dtype) == np.float32 else np.longdouble
 
 
-def randn(shape, seed, offset=0, dtype=np.float32, *, out=None):
+def _host_only(device):
+    if device not in (None, "cpu"):
+        raise ValueError(f"the NumPy reference runs on the host only (device None or 'cpu'), got {device!r}")
+
+
+def randn(shape, seed, offset=0, dtype=np.float32, *, out=None, device=None):
     """Standard normals at stream positions offset .. of ``seed`` (same layout as vaekernels.randn)."""
+    _host_only(device)
     shape = (shape,) if np.isscalar(shape) else tuple(shape)
     return _fill(out, randn_unrounded(shape, seed, offset, dtype).astype(dtype))
 
@@ -162,8 +168,9 @@ def randn_unrounded(shape, seed, offset=0, dtype=np.float32, work=None):
     return z.reshape(shape)
 
 
-def rand(shape, seed, offset=0, dtype=np.float32, *, out=None):
+def rand(shape, seed, offset=0, dtype=np.float32, *, out=None, device=None):
     """Uniforms on (0, 1) at stream positions offset .. (tag 1); exact, so bit-identical to vaekernels.rand."""
+    _host_only(device)
     shape = (shape,) if np.isscalar(shape) else tuple(shape)
     dtype = np.dtype(dtype)
     n = int(np.prod(shape, dtype=np.int64))
