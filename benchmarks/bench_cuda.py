@@ -199,12 +199,46 @@ def torch_impl(a, B, D):
     return impl
 
 
+def bench_mcmc(cp, chains=1024, steps=2000):
+    """Random-walk MH on the GPU (one mh_step launch per iteration) against the CPU sampler, same chains,
+    steps and fixed step size (the issue #4 benchmark targets: 2-D banana, step 3.0; 50-D Gaussian with
+    Sigma_ij = 0.5^|i-j|, step 0.25). Chain-steps per second; both produce the same draws bit for bit."""
+    import time
+    from vaekernels import cuda_mcmc, mcmc
+    d = 50
+    cov = 0.5 ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
+    rows = []
+    for name, target, step in (("banana 2-D", mcmc.Banana(), 3.0), ("gaussian 50-D", mcmc.Gaussian(np.zeros(d), cov), 0.25)):
+        x0 = np.random.default_rng(0).standard_normal((chains, target.dim))
+        t0 = time.perf_counter()
+        mcmc.sample(target, x0, n_draws=steps, n_warmup=0, seed=1, step_size=step)
+        cpu_s = time.perf_counter() - t0
+        dt = cuda_mcmc.DeviceTarget(target)
+        x = cp.asfortranarray(cp.asarray(x0))
+        lp = cuda_mcmc.log_prob(dt, x)
+        acc, nan = cuda_mcmc.mh_step(dt, x, lp, step, 1, 0)
+        ss = cp.full(chains, step)
+        cp.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for k in range(1, steps):
+            cuda_mcmc.mh_step(dt, x, lp, ss, 1, k, accepted=acc, n_nan=nan)
+        cp.cuda.Device().synchronize()
+        gpu_s = (time.perf_counter() - t0) * steps / (steps - 1)
+        rows.append((name, cpu_s, gpu_s))
+    print(f"\n## MH, {chains} chains x {steps} steps (GPU: one launch per step; CPU: vaekernels.mcmc.sample, "
+          f"all threads)")
+    for name, cpu_s, gpu_s in rows:
+        print(f"{name:14s}  CPU {cpu_s:.3f} s ({chains * steps / cpu_s / 1e6:.1f} M chain-steps/s)   "
+              f"GPU {gpu_s:.3f} s ({chains * steps / gpu_s / 1e6:.1f} M chain-steps/s)   ratio {cpu_s / gpu_s:.1f}x")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="4096x784,16384x1024")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--no-mcmc", action="store_true", help="skip the MH step timing")
     args = ap.parse_args(argv)
 
     reason = why_no_gpu()
@@ -253,6 +287,8 @@ def main(argv=None):
             print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
             for r in rows:
                 print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    if not args.no_mcmc:
+        bench_mcmc(cp)
     return 0
 
 

@@ -394,6 +394,9 @@ def test_launches_on_cupys_current_stream(cp):
     n, seed = 4096, 99
     expected = vk.randn(n, seed)
     out = cp.zeros(n, cp.float32)
+    vk.randn(n, seed, out=out)  # load the kernel (lazy module loading) before capturing
+    out.fill(0)
+    cp.cuda.Device().synchronize()
     s = cp.cuda.Stream(non_blocking=True)
     with s:
         s.begin_capture()
@@ -539,7 +542,7 @@ def _sim_extension(real, core):
         names = [p.split(":")[0].strip() for p in real_fn.__doc__.split("(", 1)[1].split(")")[0].split(",")]
         return lambda *args: fn(dict(zip(names, args)))
 
-    fake = types.SimpleNamespace(device_count=lambda: 1, device_error=lambda: "")
+    fake = types.SimpleNamespace(device_count=lambda: 1, device_error=lambda: "", real=real)
     for sub, dt in (("f32", np.float32), ("f64", np.float64)):
         r = getattr(real, sub)
         setattr(fake, sub, types.SimpleNamespace(**{n: bind(getattr(r, n), impl(n, dt)) for n in dir(r)
@@ -676,3 +679,57 @@ def test_mh_steps_match_the_cpu_sampler(cp, name):
     np.testing.assert_array_equal(cp.asnumpy(nan), ref.n_nan)
     with pytest.raises(ValueError, match="F-contiguous"):
         cuda_mcmc.mh_step(dt, cp.ascontiguousarray(x), lp, step, seed, 0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vaekernels.mcmc") is None, reason="vaekernels.mcmc is not present")
+@pytest.mark.parametrize("name", ["banana", "gaussian", "logistic"])
+def test_simulated_device_mh_step_passes_what_the_extension_expects(sim, monkeypatch, name):
+    """cuda_mcmc hands the extension its arguments in the order of the real signatures: each recorded call
+    is bound by the real parameter names and checked field by field."""
+    from vaekernels import cuda_mcmc
+    import sys
+    ext = G._module()
+    calls = []
+
+    def recorder(fn_name):
+        real_fn = getattr(ext.real, fn_name)
+        names = [p.split(":")[0].strip() for p in real_fn.__doc__.split("(", 1)[1].split(")")[0].split(",")]
+        return lambda *args: calls.append((fn_name, dict(zip(names, args))))
+
+    for kind in ("gaussian", "banana", "logistic"):
+        setattr(ext, f"mh_step_{kind}", recorder(f"mh_step_{kind}"))
+        setattr(ext, f"target_log_prob_{kind}", recorder(f"target_log_prob_{kind}"))
+    monkeypatch.setattr(G, "_module", lambda: ext)
+    cp = sys.modules["cupy"]  # the simulated CuPy of the `sim` fixture
+    cp.full = lambda n, v, dtype=np.float64: _SimArray(np.full(n, v, dtype))
+    cp.zeros = lambda n, dtype: _SimArray(np.zeros(n, dtype))
+    cp.asfortranarray = lambda a: _SimArray(np.asfortranarray(a.a if isinstance(a, _SimArray) else a))
+
+    target, step = _mcmc_targets()[name]
+    chains = 6
+    x = cp.asfortranarray(np.random.default_rng(0).standard_normal((chains, target.dim)))
+    lp = cuda_mcmc.log_prob(target, x)
+    acc, nan = cuda_mcmc.mh_step(target, x, lp, step, 77, 5, chain_offset=9)
+    (f1, a1), (f2, a2) = calls
+    assert f1 == f"target_log_prob_{name}" and f2 == f"mh_step_{name}"
+    assert (a1["x"], a1["chains"], a1["lp"], a1["dim"]) == (x.data.ptr, chains, lp.data.ptr, target.dim)
+    assert (a2["x"], a2["lp"], a2["chains"], a2["dim"]) == (x.data.ptr, lp.data.ptr, chains, target.dim)
+    assert (a2["seed"], a2["step"], a2["chain_offset"], a2["chol"]) == (77, 5, 9, 0)
+    assert (a2["accepted"], a2["n_nan"]) == (acc.data.ptr, nan.data.ptr)
+    assert _SimArray.registry[a2["step_size"]].tolist() == [step] * chains
+    assert _SimArray.registry[a2["xp"]].shape == (target.dim, chains)
+    assert _SimArray.registry[a2["scratch"]].shape == (chains, target.dim)
+    if name == "banana":
+        assert (a2["b"], a2["sigma1"]) == (target.b, target.sigma1)
+    elif name == "gaussian":
+        assert a2["log_norm"] == target.log_norm
+        assert_bitwise(_SimArray.registry[a2["mean"]], target.mean, "mean")
+        assert_bitwise(_SimArray.registry[a2["inv_chol"]], target.inv_chol, "inv_chol")
+    else:
+        assert (a2["n_obs"], a2["prior_scale"]) == (target.X.shape[0], target.prior_scale)
+        assert_bitwise(_SimArray.registry[a2["X"]], target.X, "X")
+        assert_bitwise(_SimArray.registry[a2["y"]], target.y, "y")
+    with pytest.raises(ValueError, match="F-contiguous"):
+        cuda_mcmc.mh_step(target, _SimArray(np.ascontiguousarray(x.a)), lp, step, 0, 0)
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        cuda_mcmc.mh_step(target, x, lp, step, 0, 0, chain_offset=2**32 - 3)
