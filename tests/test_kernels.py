@@ -309,3 +309,21 @@ def test_reference_has_the_kernels_api():
     for name in ops.__all__:
         kernel, ref = getattr(ops, name), getattr(R, name)
         assert list(inspect.signature(ref).parameters) == list(inspect.signature(kernel).parameters), name
+
+
+def test_nan_in_random_kernels_and_adam_stays_local(dtype, rng):
+    mu, lv = rng.normal(size=(4, 9)).astype(dtype), rng.normal(size=(4, 9)).astype(dtype)
+    mu[1, 3] = np.nan
+    only = np.zeros((4, 9), bool)
+    only[1, 3] = True
+    z = vk.reparameterize(mu, lv, 1)
+    assert np.array_equal(np.isnan(z), only)
+    z, kl = vk.latent_forward(mu, lv, 1)
+    assert np.array_equal(np.isnan(z), only) and np.array_equal(np.isnan(kl), [False, True, False, False])
+    dmu, dlv = vk.latent_backward(np.ones_like(mu), mu, lv, 1)
+    assert np.array_equal(np.isnan(dmu), only) and not np.isnan(dlv).any()   # dlogvar does not involve mu
+    p, g = rng.normal(size=(4, 9)).astype(dtype), rng.normal(size=(4, 9)).astype(dtype)
+    g[1, 3] = np.nan
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    vk.adam_step(p, g, m, v, 1)
+    assert np.array_equal(np.isnan(p), only) and np.array_equal(np.isnan(m), only)
