@@ -116,9 +116,10 @@ class _Call:
             if name in inplace and not a.flags.c_contiguous:
                 raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
             arrays.append(a)
-        with device:  # copies (of non-contiguous inputs) are made on the arrays' device
-            self.arrays = [a if name in inplace else cp.ascontiguousarray(a) for (name, _), a in zip(named, arrays)]
-        self.dtype, self.device = dtype, device
+        if not all(a.flags.c_contiguous for a in arrays):
+            with device:  # copies (of non-contiguous inputs) are made on the arrays' device
+                arrays = [a if name in inplace else cp.ascontiguousarray(a) for (name, _), a in zip(named, arrays)]
+        self.arrays, self.dtype, self.device = arrays, dtype, device
         self.k = self.mod.f64 if dtype == np.float64 else self.mod.f32
 
     @classmethod
