@@ -72,15 +72,16 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     return r;
 }
 
-// A Python callable log_prob(Z) -> (chains,): Z is a fresh (chains, dim) float64 array every step (so a
-// callable may keep it), the result is converted to float64 and must have shape (chains,).
+// A Python callable log_prob(Z) -> (chains,). Z is a (chains, dim) float64 array the callable may keep:
+// it is reused for the next step only when nothing else holds a reference to it (no allocation, no page
+// faults per step), else a new one is made. The result is converted to float64 and must have shape (chains,).
 class PyBatchTarget final : public mc::BatchTarget {
 public:
     PyBatchTarget(py::function fn, int64_t chains, int64_t dim) : fn_(std::move(fn)), chains_(chains), dim_(dim) {}
 
     double* begin_step() override {
         py::gil_scoped_acquire gil;
-        z_ = Arr<double>({chains_, dim_});
+        if (z_.size() != chains_ * dim_ || z_.ref_count() > 1) z_ = Arr<double>({chains_, dim_});
         return z_.mutable_data();
     }
 
@@ -98,8 +99,8 @@ public:
             throw py::type_error("log_prob must return real numbers, got dtype " + std::string(py::str(arr.dtype())));
         auto lp = Arr<double>::ensure(arr);   // converts float32 / integers; no copy for float64 C-contiguous
         std::memcpy(log_prob, lp.data(), static_cast<size_t>(chains_) * sizeof(double));
-        z_ = Arr<double>();                   // drop our reference while the GIL is held
     }
+
 
 private:
     py::function fn_;
@@ -179,7 +180,7 @@ void register_mcmc(py::module_& m) {
           [](py::function fn, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
              Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc) {
               Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
-              PyBatchTarget target(std::move(fn), r.cfg.chains, r.cfg.dim);
+              PyBatchTarget target(std::move(fn), r.cfg.chains, r.cfg.dim);   // destroyed with the GIL held
               py::gil_scoped_release nogil;
               mc::table().run_batch(target, r.cfg, r.out);
           },

@@ -45,6 +45,9 @@ constexpr int kPack = 2;
 #endif
 constexpr int kHalves = 2;
 constexpr int kTile = kPack * kHalves;
+// Draws are buffered per tile and written out kRecord at a time: each chain then writes kRecord * dim
+// contiguous doubles at once instead of touching a different page (a TLB miss) per chain and step.
+constexpr int kRecord = 32;
 // may_alias: Packs are read from and written to plain double arrays.
 typedef double Pack __attribute__((vector_size(kPack * sizeof(double)), __may_alias__));
 
@@ -102,6 +105,10 @@ struct Tile {
     alignas(64) double lp[kTile], lpp[kTile], qx[kTile], qxp[kTile];
     alignas(64) double log_step[kTile], log_step_sum[kTile], step[kTile], u[kTile];
     alignas(64) int64_t accepted[kTile], n_nan[kTile];
+    // Recorded draws not yet written out: (kRecord, dim, kTile) and (kRecord, kTile), draws rec_first ...
+    Buffer<double> rec_x, rec_lp;
+    int rec_n = 0;
+    int64_t rec_first = 0;
 };
 
 // Views of lane arrays as Packs: half h of row j is pack j * kHalves + h.
@@ -259,7 +266,8 @@ public:
     void finish() {
         const double post = static_cast<double>(cfg_.n_draws * cfg_.thin);
         for (int64_t b = 0; b < n_tiles_; ++b) {
-            const Tile& t = tiles_[b];
+            Tile& t = tiles_[b];
+            flush(t);
             for (int l = 0; l < t.n; ++l) {
                 const int64_t c = t.row0 + l;
                 out_.accept_rate[c] = static_cast<double>(t.accepted[l]) / post;
@@ -277,6 +285,8 @@ private:
         t.xp.assign(dim_ * kTile, 0.0);
         t.scratch.assign(dim_ * kPack, 0.0);
         t.eps.assign(2 * nb_ * kTile, 0.0);
+        t.rec_x.assign(kRecord * dim_ * kTile, 0.0);
+        t.rec_lp.assign(kRecord * kTile, 0.0);
         // Padding lanes copy the tile's first chain: they compute valid values and are never written out.
         for (int l = 0; l < kTile; ++l) {
             const int64_t c = row0 + (l < t.n ? l : 0);
@@ -352,16 +362,32 @@ private:
         }
     }
 
-    void record(const Tile& t, int64_t draw) {
+    void record(Tile& t, int64_t draw) {
+        if (t.rec_n == 0) t.rec_first = draw;
+        double* rx = t.rec_x.data() + t.rec_n * dim_ * kTile;
+        const double* x = t.x.data();
+        for (int64_t i = 0; i < dim_ * kTile; ++i) rx[i] = x[i];
+        for (int l = 0; l < kTile; ++l) t.rec_lp[t.rec_n * kTile + l] = t.lp[l];
+        if (++t.rec_n == kRecord) flush(t);
+    }
+
+public:
+    void flush(Tile& t) {
         const int64_t nd = cfg_.n_draws;
         for (int l = 0; l < t.n; ++l) {
             const int64_t c = t.row0 + l;
-            double* s = out_.samples + (c * nd + draw) * dim_;
-            for (int64_t j = 0; j < dim_; ++j) s[j] = t.x[j * kTile + l];
-            out_.log_prob[c * nd + draw] = t.lp[l];
+            double* s = out_.samples + (c * nd + t.rec_first) * dim_;
+            double* lp = out_.log_prob + c * nd + t.rec_first;
+            for (int r = 0; r < t.rec_n; ++r) {
+                const double* rx = t.rec_x.data() + r * dim_ * kTile;
+                for (int64_t j = 0; j < dim_; ++j) s[r * dim_ + j] = rx[j * kTile + l];
+                lp[r] = t.rec_lp[r * kTile + l];
+            }
         }
+        t.rec_n = 0;
     }
 
+private:
     const Config& cfg_;
     Outputs& out_;
     int64_t dim_, nb_, n_steps_;

@@ -71,10 +71,11 @@ class Gaussian(Target):
 
     def log_prob(self, z):
         z = np.asarray(z, dtype=np.float64)
-        diff = z - self.mean
+        diff = z.reshape(-1, self.dim) - self.mean
         sol = np.linalg.solve(self.cov, diff.T).T
         _, logdet = np.linalg.slogdet(self.cov)
-        return -0.5 * np.sum(diff * sol, axis=-1) - 0.5 * (logdet + self.dim * _LOG_2PI)
+        lp = -0.5 * np.sum(diff * sol, axis=-1) - 0.5 * (logdet + self.dim * _LOG_2PI)
+        return lp.reshape(z.shape[:-1])
 
     def _run(self, args):
         return _core.mcmc_run_gaussian(self.mean, self.inv_chol, self.log_norm, *args)
