@@ -216,18 +216,24 @@ void kl_standard_normal_kernel(const T* mu, const T* lv, int64_t rows, int64_t c
     });
 }
 
+// The row loops below copy every pointer into a local first: inside an OpenMP outlined body the shared
+// pointers are loads from the captured-variable block, which the stores might alias, and GCC then refuses
+// to vectorise ("complicated access pattern").
 template <class T>
 void kl_standard_normal_backward_kernel(const T* grad, const T* mu, const T* lv, int64_t rows, int64_t cols,
                                         T* dmu, T* dlv) {
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
         const T g = grad[r];
-        const int64_t o = r * cols;
+        const T* m = mu + r * cols;
+        const T* l = lv + r * cols;
+        T* __restrict o1 = dmu + r * cols;
+        T* __restrict o2 = dlv + r * cols;
         for (int64_t j = 0; j < cols; ++j) {
             T a, b;
-            kl_standard_normal_grad(mu[o + j], lv[o + j], a, b);
-            dmu[o + j] = g * a;
-            dlv[o + j] = g * b;
+            kl_standard_normal_grad(m[j], l[j], a, b);
+            o1[j] = g * a;
+            o2[j] = g * b;
         }
     }
 }
@@ -239,23 +245,25 @@ void kl_normal_kernel(const T* mq, const T* lq, const T* mp, const T* lp, int64_
     });
 }
 
+// One row; restrict-qualified parameters because nine pointers exceed GCC's runtime alias checks.
+template <class T>
+void kl_normal_backward_row(T g, const T* __restrict a, const T* __restrict b, const T* __restrict c,
+                            const T* __restrict d, int64_t n, T* __restrict o1, T* __restrict o2,
+                            T* __restrict o3, T* __restrict o4) {
+    for (int64_t j = 0; j < n; ++j) {
+        T g1, g2, g3, g4;
+        kl_normal_grad(a[j], b[j], c[j], d[j], g1, g2, g3, g4);
+        o1[j] = g * g1; o2[j] = g * g2; o3[j] = g * g3; o4[j] = g * g4;
+    }
+}
+
 template <class T>
 void kl_normal_backward_kernel(const T* grad, const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows,
                                int64_t cols, T* dmq, T* dlq, T* dmp, T* dlp) {
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
-        const T g = grad[r];
         const int64_t o = r * cols;
-        // Nine pointers exceed the compiler's runtime alias checks: promise the outputs are distinct.
-        T* __restrict o1 = dmq + o;
-        T* __restrict o2 = dlq + o;
-        T* __restrict o3 = dmp + o;
-        T* __restrict o4 = dlp + o;
-        for (int64_t j = 0; j < cols; ++j) {
-            T a, b, c, d;
-            kl_normal_grad(mq[o + j], lq[o + j], mp[o + j], lp[o + j], a, b, c, d);
-            o1[j] = g * a; o2[j] = g * b; o3[j] = g * c; o4[j] = g * d;
-        }
+        kl_normal_backward_row(grad[r], mq + o, lq + o, mp + o, lp + o, cols, dmq + o, dlq + o, dmp + o, dlp + o);
     }
 }
 

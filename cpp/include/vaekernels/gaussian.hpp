@@ -45,7 +45,8 @@ VK_HD T kl_normal_term(T mq, T lq, T mp, T lp) {
     const T diff = mq - mp;
     T dd;
     const T d = logvar_diff(lq, lp, dd);
-    const T em1mx = exp_m1_mx(d) + finite_or_zero(vexpm1(d) * dd);
+    T em1;
+    const T em1mx = exp_m1_mx_and_expm1(d, em1) + finite_or_zero(em1 * dd);
     return T(0.5) * (em1mx + diff * diff * vexp(-lp));
 }
 template <class T>

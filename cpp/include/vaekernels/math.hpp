@@ -267,20 +267,26 @@ VK_HD T exp_m1_split(T x, bool small, T& em1_big) {
     em1_big = ex - T(1);
     return q;
 }
+// Both e^x - 1 - x (returned) and e^x - 1 (in em1) from one reduction and one polynomial.
 template <class T>
-VK_HD T exp_m1_mx(T x) {
+VK_HD T exp_m1_mx_and_expm1(T x, T& em1) {
     const bool small = x > T(-1) && x < T(1);
-    T em1;
-    const T q = exp_m1_split(x, small, em1);
-    const T big = x == FloatTraits<T>::kInf ? x : em1 - x;       // inf - inf would be NaN; the limit is +inf
+    T em1_big;
+    const T q = exp_m1_split(x, small, em1_big);
+    em1 = small ? x + q : em1_big;
+    const T big = x == FloatTraits<T>::kInf ? x : em1_big - x;   // inf - inf would be NaN; the limit is +inf
     return small ? q : big;
 }
 template <class T>
-VK_HD T vexpm1(T x) {
-    const bool small = x > T(-1) && x < T(1);
+VK_HD T exp_m1_mx(T x) {
     T em1;
-    const T q = exp_m1_split(x, small, em1);
-    return small ? x + q : em1;
+    return exp_m1_mx_and_expm1(x, em1);
+}
+template <class T>
+VK_HD T vexpm1(T x) {
+    T em1;
+    exp_m1_mx_and_expm1(x, em1);
+    return em1;
 }
 
 // softplus(l) = log(1 + e^l) = max(l, 0) + log1p(e^-|l|): finite and exact to rounding for any finite l.
