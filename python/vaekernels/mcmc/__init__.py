@@ -13,7 +13,7 @@ Example::
 from .diagnostics import ess, rhat
 from .sampler import MCMCResult, sample
 from .targets import Banana, Gaussian, LogisticRegression, Target
-# from .vae_posterior import compare_posterior, demo_section, vae_posterior
+from .vae_posterior import compare_posterior, demo_section, vae_posterior
 
 __all__ = ["sample", "MCMCResult", "Target", "Gaussian", "Banana", "LogisticRegression", "ess", "rhat",
            "vae_posterior", "compare_posterior", "demo_section"]
