@@ -8,7 +8,9 @@
 // row_sum_16 below), which makes every kernel's output bitwise equal to the CPU's.
 #pragma once
 
+#if !defined(VK_CUDA_EMULATION)
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdint>
 

@@ -56,6 +56,7 @@ __global__ void kl_normal_backward_kernel(const T* grad, const T* mq, const T* l
 
 // ----------------------------------------------------------------------------
 // launchers
+#if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 template <class T>
 void kl_standard_normal(const T* mu, const T* lv, int64_t rows, int64_t cols, T* kl, cudaStream_t s) {
@@ -99,5 +100,7 @@ void kl_normal_backward(const T* grad, const T* mq, const T* lq, const T* mp, co
 VK_INSTANTIATE(float)
 VK_INSTANTIATE(double)
 #undef VK_INSTANTIATE
+
+#endif  // !VK_CUDA_EMULATION
 
 }  // namespace vk::gpu

@@ -6,7 +6,9 @@
 // formulas as the CPU kernels (cpp/src/kernels.hpp). Zero-size work returns before launching anything.
 #pragma once
 
+#if !defined(VK_CUDA_EMULATION)
 #include <cuda_runtime_api.h>
+#endif
 
 #include <cstdint>
 #include <stdexcept>

@@ -71,6 +71,7 @@ __global__ void standard_normal_log_prob_and_grad_kernel(const T* z, int64_t row
 
 // ----------------------------------------------------------------------------
 // launchers
+#if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 template <class T>
 void bernoulli_log_prob(const T* x, const T* logits, int64_t rows, int64_t cols, T* out, cudaStream_t s) {
@@ -127,5 +128,7 @@ void standard_normal_log_prob_and_grad(const T* z, int64_t rows, int64_t cols, T
 VK_INSTANTIATE(float)
 VK_INSTANTIATE(double)
 #undef VK_INSTANTIATE
+
+#endif  // !VK_CUDA_EMULATION
 
 }  // namespace vk::gpu

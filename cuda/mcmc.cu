@@ -77,19 +77,19 @@ __global__ void mh_step_kernel(Target target, double* x, double* lp, const doubl
             xp[j * chains + c] = x[j * chains + c] + s * v;
         }
         const double lpp = target(xp + c, chains, scratch + c * dim);
-        const bool invalid = mcmc_invalid_log_prob(lpp);
-        double alpha;
-        if (mcmc_accept(u, lpp - lp[c], invalid, alpha)) {
+        double alpha;  // min(1, e^delta): what a caller's step-size adaptation would track (unused here)
+        if (mcmc_accept(u, lpp, lpp - lp[c], alpha)) {
             for (int64_t j = 0; j < dim; ++j) x[j * chains + c] = xp[j * chains + c];
             lp[c] = lpp;
             accepted[c] += 1;
         }
-        n_nan[c] += invalid ? 1 : 0;
+        n_nan[c] += mcmc_invalid_log_prob(lpp) ? 1 : 0;
     }
 }
 
 // ----------------------------------------------------------------------------
 // launchers
+#if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 namespace {
 template <class Target>
@@ -126,5 +126,7 @@ void target_log_prob_logistic(const LogisticParams& p, const double* x, int64_t 
 void mh_step_gaussian(const GaussianParams& p, const MhState& st, cudaStream_t s) { mh_launch(GaussianTarget{p}, st, s); }
 void mh_step_banana(const BananaParams& p, const MhState& st, cudaStream_t s) { mh_launch(BananaTarget{p}, st, s); }
 void mh_step_logistic(const LogisticParams& p, const MhState& st, cudaStream_t s) { mh_launch(LogisticTarget{p}, st, s); }
+
+#endif  // !VK_CUDA_EMULATION
 
 }  // namespace vk::gpu

@@ -21,6 +21,7 @@ __global__ void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, 
 
 // ----------------------------------------------------------------------------
 // launchers
+#if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 template <class T>
 void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, const cpu::AdamHyper& h, cudaStream_t s) {
@@ -33,5 +34,7 @@ void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, const cpu::AdamHy
 
 template void adam_step<float>(float*, const float*, float*, float*, int64_t, const cpu::AdamHyper&, cudaStream_t);
 template void adam_step<double>(double*, const double*, double*, double*, int64_t, const cpu::AdamHyper&, cudaStream_t);
+
+#endif  // !VK_CUDA_EMULATION
 
 }  // namespace vk::gpu

@@ -42,6 +42,7 @@ __global__ void reparameterize_kernel(const T* mu, const T* lv, int64_t n, int64
 
 // ----------------------------------------------------------------------------
 // launchers
+#if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 void philox4x32_10(const uint32_t* counters, const uint32_t* keys, int64_t n, uint32_t* out, cudaStream_t s) {
     if (n <= 0) return;
@@ -79,5 +80,7 @@ void reparameterize(const T* mu, const T* lv, int64_t n, int64_t n_samples, uint
 VK_INSTANTIATE(float)
 VK_INSTANTIATE(double)
 #undef VK_INSTANTIATE
+
+#endif  // !VK_CUDA_EMULATION
 
 }  // namespace vk::gpu

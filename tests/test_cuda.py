@@ -733,3 +733,112 @@ def test_simulated_device_mh_step_passes_what_the_extension_expects(sim, monkeyp
         cuda_mcmc.mh_step(target, _SimArray(np.ascontiguousarray(x.a)), lp, step, 0, 0)
     with pytest.raises(ValueError, match="2\\*\\*32"):
         cuda_mcmc.mh_step(target, x, lp, step, 0, 0, chain_offset=2**32 - 3)
+
+
+# -------------------------------------------------------------------------------------------------
+# The CUDA kernels themselves, run on the host (tests/cuda_emulation): index logic vs the CPU kernels
+# -------------------------------------------------------------------------------------------------
+# cuda/*.cu compiled by g++ against fake_cuda.hpp: one std::thread per CUDA thread, warps exchanging
+# values for __shfl_down_sync through a barrier, 2 blocks of 256 threads per launch (so every grid-stride
+# loop wraps). The arithmetic is the host's, so this checks what the GPU cannot be trusted to get right
+# without running: which thread computes which element, the Philox block per thread, the stream
+# positions, the row-sum order through the shuffles, the MH step's proposal and accept. Bitwise.
+EMU_R, EMU_C, EMU_SAMPLES, EMU_SEED, EMU_OFFSET = 37, 53, 3, 0x0123456789ABCDEF, 6
+EMU_CHAINS, EMU_STEPS, EMU_MH_SEED, EMU_CHAIN_OFFSET = 40, 6, 2024, 9
+
+
+@pytest.fixture(scope="module")
+def emulation(tmp_path_factory):
+    import subprocess
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to build the CUDA emulation")
+    from conftest import REPO
+    work = tmp_path_factory.mktemp("cuda_emulation")
+    exe = work / "emulate"
+    build = subprocess.run([cxx, "-std=c++20", "-O1", "-pthread", "-ffp-contract=off",
+                            f"-I{REPO}/cpp/include", f"-I{REPO}/cuda",
+                            f"{REPO}/tests/cuda_emulation/emulate.cpp", "-o", str(exe)],
+                           capture_output=True, text=True, timeout=300)
+    if build.returncode != 0:
+        if "barrier" in build.stderr and "No such file" in build.stderr:
+            pytest.skip("the C++ compiler lacks C++20 <barrier>")
+        pytest.fail(f"building the CUDA emulation failed:\n{build.stderr[-3000:]}")
+    rng = np.random.default_rng(77)
+    inputs = {}
+    for dt, dtype in (("f32", np.float32), ("f64", np.float64)):
+        arrs = {k: (rng.standard_normal((EMU_R, EMU_C)) * 2).astype(dtype) for k in "abcde"}
+        arrs["x01"] = (rng.random((EMU_R, EMU_C)) < 0.5).astype(dtype)
+        arrs["g"] = rng.standard_normal(EMU_R).astype(dtype)
+        for k, v in arrs.items():
+            v.tofile(work / f"{dt}_{k}.bin")
+        inputs[dt] = arrs
+    targets = _mcmc_targets() if importlib.util.find_spec("vaekernels.mcmc") else {}
+    mh = {}
+    if targets:
+        gauss = targets["gaussian"][0]
+        np.ascontiguousarray(gauss.mean).tofile(work / "mh_gaussian_mean.bin")
+        np.ascontiguousarray(gauss.inv_chol).tofile(work / "mh_gaussian_inv_chol.bin")
+        np.array([gauss.log_norm]).tofile(work / "mh_gaussian_log_norm.bin")
+        for name in ("banana", "gaussian"):
+            x0 = rng.standard_normal((EMU_CHAINS, targets[name][0].dim))
+            x0.tofile(work / f"mh_{name}_x0.bin")
+            mh[name] = x0
+    else:
+        pytest.skip("vaekernels.mcmc is not present (the emulation also runs the MH step)")
+    run = subprocess.run([str(exe), str(work)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"the CUDA emulation failed:\n{run.stderr[-3000:]}"
+
+    def output(name, dtype, shape):
+        return np.fromfile(work / name, dtype=dtype).reshape(shape)
+
+    return inputs, mh, targets, output
+
+
+@pytest.mark.parametrize("dt", ["f32", "f64"])
+def test_emulated_cuda_kernels_match_cpu(emulation, dt):
+    inputs, _, _, output = emulation
+    x = inputs[dt]
+    a, b, c, d, e, x01, g = (x[k] for k in ("a", "b", "c", "d", "e", "x01", "g"))
+    dtype = a.dtype
+    R, C = EMU_R, EMU_C
+    seed, off = EMU_SEED, EMU_OFFSET
+    p, m, v = a.copy(), c.copy(), np.abs(d)
+    vk.adam_step(p, b, m, v, 3, lr=0.01, weight_decay=0.1)
+    expected = {
+        "randn": vk.randn(R * C, seed, off, dtype), "rand": vk.rand(R * C, seed, off, dtype),
+        "reparameterize": vk.reparameterize(a.reshape(-1), b.reshape(-1), seed, off, EMU_SAMPLES).reshape(-1),
+        "kl_standard_normal": vk.kl_standard_normal(a, b),
+        "kl_standard_normal_backward": vk.kl_standard_normal_backward(g, a, b),
+        "kl_normal": vk.kl_normal(a, b, c, d), "kl_normal_backward": vk.kl_normal_backward(g, a, b, c, d),
+        "bernoulli_log_prob": vk.bernoulli_log_prob(x01, a),
+        "bernoulli_log_prob_and_grad": vk.bernoulli_log_prob_and_grad(x01, a),
+        "normal_log_prob": vk.normal_log_prob(a, b, c), "normal_log_prob_and_grad": vk.normal_log_prob_and_grad(a, b, c),
+        "standard_normal_log_prob": vk.standard_normal_log_prob(a),
+        "standard_normal_log_prob_and_grad": vk.standard_normal_log_prob_and_grad(a),
+        "latent_forward": vk.latent_forward(a, b, seed, off),
+        "latent_backward": vk.latent_backward(e, a, b, seed, off, 0.25),
+        "adam_step": (p, m, v),
+    }
+    for name, ref in expected.items():
+        refs = ref if isinstance(ref, tuple) else (ref,)
+        for i, r in enumerate(refs):
+            fname = f"{dt}_{name}.bin" if len(refs) == 1 else f"{dt}_{name}_{i}.bin"
+            got = output(fname, dtype, r.shape)
+            assert_bitwise(got, r, f"{name} output {i} ({dt}, emulated CUDA kernel)")
+
+
+@pytest.mark.parametrize("name", ["banana", "gaussian"])
+def test_emulated_mh_step_matches_cpu_sampler(emulation, name):
+    from vaekernels import mcmc
+    _, mh, targets, output = emulation
+    target, step = targets[name]
+    ref = mcmc.sample(target, mh[name], n_draws=EMU_STEPS, n_warmup=0, seed=EMU_MH_SEED, step_size=step,
+                      chain_offset=EMU_CHAIN_OFFSET)
+    states = output(f"mh_{name}_states.bin", np.float64, (EMU_STEPS, EMU_CHAINS, target.dim))
+    lps = output(f"mh_{name}_lp.bin", np.float64, (EMU_STEPS, EMU_CHAINS))
+    assert_bitwise(states.transpose(1, 0, 2), ref.samples, f"{name} MH states (emulated)")
+    assert_bitwise(lps.T, ref.log_prob, f"{name} MH log p (emulated)")
+    accepted = output(f"mh_{name}_accepted.bin", np.int64, (EMU_CHAINS,))
+    np.testing.assert_array_equal(accepted, np.rint(ref.accept_rate * EMU_STEPS).astype(np.int64))
+    assert 0 < accepted.sum() < EMU_CHAINS * EMU_STEPS  # the test saw both accepts and rejects
