@@ -743,7 +743,7 @@ def test_simulated_device_mh_step_passes_what_the_extension_expects(sim, monkeyp
 # loop wraps). The arithmetic is the host's, so this checks what the GPU cannot be trusted to get right
 # without running: which thread computes which element, the Philox block per thread, the stream
 # positions, the row-sum order through the shuffles, the MH step's proposal and accept. Bitwise.
-EMU_R, EMU_C, EMU_SAMPLES, EMU_SEED, EMU_OFFSET = 37, 53, 3, 0x0123456789ABCDEF, 6
+EMU_R, EMU_C, EMU_SAMPLES, EMU_SEED, EMU_OFFSET = 37, 53, 3, 0x0123456789ABCDEF, 7
 EMU_CHAINS, EMU_STEPS, EMU_MH_SEED, EMU_CHAIN_OFFSET = 40, 6, 2024, 9
 
 
@@ -780,7 +780,10 @@ def emulation(tmp_path_factory):
         np.ascontiguousarray(gauss.mean).tofile(work / "mh_gaussian_mean.bin")
         np.ascontiguousarray(gauss.inv_chol).tofile(work / "mh_gaussian_inv_chol.bin")
         np.array([gauss.log_norm]).tofile(work / "mh_gaussian_log_norm.bin")
-        for name in ("banana", "gaussian"):
+        logistic = targets["logistic"][0]
+        np.ascontiguousarray(logistic.X).tofile(work / "mh_logistic_X.bin")
+        np.ascontiguousarray(logistic.y).tofile(work / "mh_logistic_y.bin")
+        for name in ("banana", "gaussian", "logistic"):
             x0 = rng.standard_normal((EMU_CHAINS, targets[name][0].dim))
             x0.tofile(work / f"mh_{name}_x0.bin")
             mh[name] = x0
@@ -826,9 +829,11 @@ def test_emulated_cuda_kernels_match_cpu(emulation, dt):
             fname = f"{dt}_{name}.bin" if len(refs) == 1 else f"{dt}_{name}_{i}.bin"
             got = output(fname, dtype, r.shape)
             assert_bitwise(got, r, f"{name} output {i} ({dt}, emulated CUDA kernel)")
+    assert_bitwise(output(f"{dt}_latent_forward_empty_rows.bin", dtype, (R,)), np.zeros(R, dtype),
+                   "latent_forward kl of rows with 0 columns")
 
 
-@pytest.mark.parametrize("name", ["banana", "gaussian"])
+@pytest.mark.parametrize("name", ["banana", "gaussian", "logistic"])
 def test_emulated_mh_step_matches_cpu_sampler(emulation, name):
     from vaekernels import mcmc
     _, mh, targets, output = emulation

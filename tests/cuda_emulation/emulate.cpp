@@ -22,7 +22,7 @@
 namespace {
 
 constexpr int64_t R = 37, C = 53, N = R * C, kSamples = 3;
-constexpr uint64_t kSeed = 0x0123456789ABCDEFull, kOffset = 6;
+constexpr uint64_t kSeed = 0x0123456789ABCDEFull, kOffset = 7;   // odd: unaligned in both dtypes
 constexpr unsigned kGrid = 2, kBlock = 256;
 constexpr int64_t kChains = 40, kSteps = 6;
 constexpr uint64_t kMhSeed = 2024, kChainOffset = 9;
@@ -100,6 +100,12 @@ void run_kernels(const std::string& dt) {
     emu::launch(kGrid, kBlock, adam_step_kernel<T>, p.data(), b.data(), m.data(), v.data(), N, T(b1), T(1.0 - b1),
                 T(b2), T(1.0 - b2), T(eps), T(1.0 - lr * wd), T(step_size), T(inv_bc2));
     out("adam_step_0", p); out("adam_step_1", m); out("adam_step_2", v);
+
+    // Rows of zero columns: the row sums are 0 and nothing else is touched (the z loop has no work).
+    std::vector<T> kl0(R, T(-1));
+    emu::launch(kGrid, kBlock, latent_forward_kernel<T>, a.data(), b.data(), R, int64_t(0), kSeed, kOffset, o1.data(),
+                kl0.data());
+    out("latent_forward_empty_rows", kl0);
 }
 
 // kSteps MH steps from x0 (chains, dim) row-major; writes the states (steps, chains, dim) and log p (steps, chains).
@@ -144,6 +150,14 @@ int main(int argc, char** argv) {
         const auto log_norm = load<double>("mh_gaussian_log_norm.bin", 1);
         run_mh("gaussian", vk::gpu::GaussianTarget{vk::GaussianParams{mean.data(), inv_chol.data(), log_norm[0], gd}},
                gd, 0.6);
+        // Logistic regression, 40 observations, 3 coefficients, prior scale 2 (as tests/test_cuda.py).
+        const int64_t n_obs = 40, ld = 3;
+        const double prior_scale = 2.0;
+        const auto X = load<double>("mh_logistic_X.bin", n_obs * ld);
+        const auto y = load<double>("mh_logistic_y.bin", n_obs);
+        const vk::LogisticParams lr{X.data(), y.data(), n_obs, ld, 0.5 / (prior_scale * prior_scale),
+                                    -static_cast<double>(ld) * (std::log(prior_scale) + 0.5 * vk::kLog2Pi)};
+        run_mh("logistic", vk::gpu::LogisticTarget{lr}, ld, 0.3);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "emulate: %s\n", e.what());
         return 1;
