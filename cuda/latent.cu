@@ -1,5 +1,5 @@
 // latent.cu: the fused VAE latent pair. latent_forward draws z = mu + e^(lv/2) eps and sums the KL to
-// N(0, I) per row in one pass; latent_backward regenerates eps from (seed, offset) instead of reading a
+// N(0, I) per row in one launch; latent_backward regenerates eps from (seed, offset) instead of reading a
 // stored copy. Element k of the (rows, cols) batch uses stream position offset + k, as on the CPU.
 #include "common.cuh"
 #include "vaekernels/gaussian.hpp"
