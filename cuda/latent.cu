@@ -32,11 +32,7 @@ template <class T>
 __global__ void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t n, uint64_t seed,
                                        uint64_t offset, T w, T* dmu, T* dlv) {
     for_each_random<true, T>(seed, offset, n, [&](int64_t k, T e) {
-        const T g = dz[k], m = mu[k], l = lv[k];
-        T kdm, kdl;
-        kl_standard_normal_grad(m, l, kdm, kdl);
-        dmu[k] = g + w * kdm;
-        dlv[k] = (g * e) * (T(0.5) * vexp(T(0.5) * l)) + w * kdl;
+        latent_backward_term(dz[k], mu[k], lv[k], e, w, dmu[k], dlv[k]);
     });
 }
 

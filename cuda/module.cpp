@@ -122,13 +122,7 @@ void def_kernels(py::module_& m) {
                           double weight_decay, P s) {
         if (step < 1) throw py::value_error("step must be >= 1 (the 1-based step count), got " + std::to_string(step));
         // The same double-precision bias corrections as the CPU binding (cpp/bindings/register_optim.cpp).
-        cpu::AdamHyper h;
-        h.beta1 = beta1;
-        h.beta2 = beta2;
-        h.eps = eps;
-        h.decay_factor = 1.0 - lr * weight_decay;
-        h.step_size = lr / (1.0 - std::pow(beta1, static_cast<double>(step)));
-        h.inv_bc2_sqrt = 1.0 / std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
+        const cpu::AdamHyper h = cpu::AdamHyper::make(step, lr, beta1, beta2, eps, weight_decay);
         adam_step<T>(ptr<T>(p), ptr<const T>(g), ptr<T>(m1), ptr<T>(m2), n, h, stream_of(s));
     }, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("n"), py::arg("step"), py::arg("lr"),
        py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("stream"), nogil);

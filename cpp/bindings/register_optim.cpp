@@ -1,5 +1,4 @@
 // register_optim.cpp: the fused AdamW step.
-#include <cmath>
 
 #include "common.hpp"
 
@@ -15,13 +14,7 @@ void def_optim(py::module_& m) {
         same_shape(param, "param", m1, "m");
         same_shape(param, "param", m2, "v");
         if (step < 1) throw py::value_error("step must be >= 1 (the 1-based step count), got " + std::to_string(step));
-        cpu::AdamHyper h;
-        h.beta1 = beta1;
-        h.beta2 = beta2;
-        h.eps = eps;
-        h.decay_factor = 1.0 - lr * weight_decay;
-        h.step_size = lr / (1.0 - std::pow(beta1, static_cast<double>(step)));
-        h.inv_bc2_sqrt = 1.0 / std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
+        const cpu::AdamHyper h = cpu::AdamHyper::make(step, lr, beta1, beta2, eps, weight_decay);
         T* p = writable(param, "param");
         T* a = writable(m1, "m");
         T* b = writable(m2, "v");

@@ -330,21 +330,14 @@ void latent_forward_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols,
     });
 }
 
-// Gradient of sum(dz * z) + w sum(kl) with eps regenerated from (seed, offset):
-//   dmu = dz + w mu,   dlv = dz eps e^(lv/2) / 2 + w (e^lv - 1) / 2.
+// Gradient of sum(dz * z) + w sum(kl) with eps regenerated from (seed, offset) (latent_backward_term).
 template <class T>
 void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed,
                             uint64_t offset, T w, T* dmu, T* dlv) {
     elementwise(rows * cols, [&](int64_t b, int64_t n) {
         alignas(64) T eps[kChunk];
         normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
-        for (int64_t j = 0; j < n; ++j) {
-            const T g = dz[b + j], m = mu[b + j], l = lv[b + j];
-            T kdm, kdl;
-            kl_standard_normal_grad(m, l, kdm, kdl);
-            dmu[b + j] = g + w * kdm;
-            dlv[b + j] = (g * eps[j]) * (T(0.5) * vexp(T(0.5) * l)) + w * kdl;
-        }
+        for (int64_t j = 0; j < n; ++j) latent_backward_term(dz[b + j], mu[b + j], lv[b + j], eps[j], w, dmu[b + j], dlv[b + j]);
     });
 }
 

@@ -5,17 +5,25 @@
 // Layout: every array is C-contiguous; (rows, cols) arrays are row-major; reductions run over cols.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace vk::cpu {
 
+// AdamW hyper-parameters for step t, with the bias corrections folded in once, in double, by make().
 struct AdamHyper {
     double beta1, beta2, eps;
     double decay_factor;   // 1 - lr * weight_decay
     double step_size;      // lr / (1 - beta1^t)
     double inv_bc2_sqrt;   // 1 / sqrt(1 - beta2^t)
+
+    static AdamHyper make(int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay) {
+        const double t = static_cast<double>(step);
+        return AdamHyper{beta1, beta2, eps, 1.0 - lr * weight_decay, lr / (1.0 - std::pow(beta1, t)),
+                         1.0 / std::sqrt(1.0 - std::pow(beta2, t))};
+    }
 };
 
 template <class T>

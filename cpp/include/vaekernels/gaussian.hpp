@@ -63,6 +63,16 @@ VK_HD void kl_normal_grad(T mq, T lq, T mp, T lp, T& dmq, T& dlq, T& dmp, T& dlp
     dlp = -half_em1 - T(0.5) * diff * diff * prec;
 }
 
+// The fused latent layer's backward for one element: the gradient of dz z + w KL(q || N(0, 1)) with
+// z = mu + e^(lv/2) eps:  dmu = dz + w mu,  dlv = dz eps e^(lv/2) / 2 + w (e^lv - 1) / 2.
+template <class T>
+VK_HD void latent_backward_term(T dz, T mu, T lv, T eps, T w, T& dmu, T& dlv) {
+    T kdm, kdl;
+    kl_standard_normal_grad(mu, lv, kdm, kdl);
+    dmu = dz + w * kdm;
+    dlv = (dz * eps) * (T(0.5) * vexp(T(0.5) * lv)) + w * kdl;
+}
+
 // log Bernoulli(x | sigmoid(l)) = x l - softplus(l), written as (x - [l >= 0]) l - log1p(e^-|l|) so that
 // |l| up to 1e4 (and beyond) costs no cancellation of large terms. x is meant to lie in [0, 1]
 // (continuous relaxations such as grey-level pixels are allowed); other x give the same formula's value.
