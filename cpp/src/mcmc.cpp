@@ -478,7 +478,10 @@ void run_logistic(const LogisticParams& p, const Config& cfg, Outputs& out) {
 // ---------------------------------------------------------------------------------------------
 // Batch targets: step-major, the caller's target evaluated once per step for all chains
 // ---------------------------------------------------------------------------------------------
-constexpr int64_t kParallelMin = 1 << 15;   // chain-coordinates per step below which one thread is faster
+// Chain-coordinates per step below which the batch path stays on one thread: a parallel region per step
+// (two per step) costs more than it saves for small states, and its idle threads would spin while the
+// Python target runs.
+constexpr int64_t kParallelMin = 1 << 18;
 
 void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) {
     Sampler s(cfg, out);
