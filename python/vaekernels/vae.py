@@ -16,8 +16,10 @@ the 1/B scale is applied once to dlogits (B x D values) and folded into latent_b
 Randomness: every draw is a (seed, offset) pair of ``vaekernels.randn`` / ``rand`` streams. ``fit`` derives
 one seed per purpose (latent noise, binarisation, shuffling) from its ``seed`` (or the model's) and uses
 stream position ``counter * 2**32`` for global step / epoch ``counter``, so runs replay bit for bit, and a
-second ``fit`` call continues the streams instead of repeating them. OpenBLAS GEMMs do not split the
-reduction dimension across threads, so results do not depend on the thread count either (tested).
+second ``fit`` call continues the streams instead of repeating them. The kernels give the same bits on any
+thread count; OpenBLAS GEMMs do not (their partition changes the last bits), so ``fit`` pins NumPy's BLAS
+to ``blas_threads=1`` thread while it runs (see ``_blas``): parameters are then bit-identical whatever
+OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say (tested with 1 and 2).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ import zipfile
 import numpy as np
 
 from . import _validate as V
-from . import nn, ops
+from . import _blas, nn, ops
 
 __all__ = ["VAE", "linear_warmup", "FORMAT_VERSION"]
 
@@ -322,7 +324,7 @@ class VAE:
 
     def fit(self, X, epochs=10, batch_size=128, lr=1e-3, validation_data=None, kl_weight=1.0,
             binarize=None, seed=None, progress=True, callback=None, shuffle=True, betas=(0.9, 0.999),
-            eps=1e-8, weight_decay=0.0):
+            eps=1e-8, weight_decay=0.0, blas_threads=1):
         """Train with Adam on minibatches of X (n, n_inputs); returns this call's history.
 
         epochs, batch_size: the schedule (the last batch of an epoch may be smaller). lr: a float, or a
@@ -334,6 +336,9 @@ class VAE:
         base seed; None uses the model's seed. progress: a tqdm bar on stderr when it is a terminal (False:
         never). callback: ``callback(model, record)`` after each epoch with that epoch's record (a dict);
         returning True stops training. betas, eps, weight_decay: AdamW's (PyTorch's defaults).
+        blas_threads: NumPy's BLAS thread count during training (default 1: results independent of the
+        environment's thread settings, and no contention with the kernels' OpenMP threads at these sizes;
+        None leaves the BLAS as configured, and the last bits then depend on its thread count).
 
         History (also appended to ``model.history``): dict of lists with one entry per epoch: ``epoch``,
         ``elbo``, ``recon`` (mean log p(x|z)), ``kl``, ``kl_weight``, ``lr``, ``seconds``, and with
@@ -377,65 +382,75 @@ class VAE:
         bar = _progress_bar(epochs * n_batches, progress)
         L = self.n_latent
         from .datasets import permutation
+        if blas_threads is not None:
+            blas_threads = V.integer("blas_threads", blas_threads, 1, 1 << 16)
         try:
-            for e in range(epochs):
-                t0 = time.perf_counter()
-                lr_e = float(lr_fn(e))
-                if not lr_e >= 0 or not math.isfinite(lr_e):
-                    raise ValueError(f"lr must be a finite number >= 0, got {lr_e} at epoch {e}")
-                order = (permutation(n, seeds["shuffle"], self.epoch * _STEP_STRIDE) if shuffle
-                         else np.arange(n))
-                sum_ll = sum_kl = 0.0
-                w = 1.0
-                for b in range(n_batches):
-                    idx = order[b * batch_size:(b + 1) * batch_size]
-                    ws = self._workspace(idx.shape[0])
-                    offset = self.step * _STEP_STRIDE
-                    if binarize == "dynamic":
-                        np.take(X, idx, axis=0, out=ws.grey, mode="clip")
-                        ops.rand(ws.u.shape, seeds["binarize"], offset, self.dtype, out=ws.u)
-                        np.less(ws.u, ws.grey, out=ws.x)  # P(x = 1) = grey level
-                    else:
-                        np.take(X, idx, axis=0, out=ws.x, mode="clip")
-                    w = float(kl_fn(e + b / n_batches))
-                    ll, kl = self._forward(ws, ws.x, seeds["noise"], offset)
-                    self._backward(ws, ws.x, seeds["noise"], offset, w)
-                    if not (math.isfinite(ll) and math.isfinite(kl)
-                            and math.isfinite(float(np.add.reduce(self._params.grad_flat)))):
-                        raise FloatingPointError(
-                            f"non-finite loss or gradient at epoch {self.epoch} (0-based; epoch {e} of this "
-                            f"fit), batch {b} of {n_batches}: sum log p(x|z) = {ll}, sum KL = {kl}; "
-                            f"the parameters are those after the last finite step (step {self.step}). "
-                            f"Try a lower learning rate.")
-                    self.step += 1
-                    ops.adam_step(self._params.flat, self._params.grad_flat, self._adam_m, self._adam_v,
-                                  self.step, lr_e, b1, b2, eps, weight_decay)
-                    sum_ll += ll
-                    sum_kl += kl
-                    if bar is not None:
-                        bar.update(1)
-                record = {"epoch": self.epoch, "elbo": (sum_ll - sum_kl) / n, "recon": sum_ll / n,
-                          "kl": sum_kl / n, "kl_weight": w, "lr": lr_e}
-                if Xval is not None:
-                    ll_v, kl_v = self._elbo_terms(Xval, seeds["validation"])
-                    record.update(val_elbo=float(np.mean(ll_v - kl_v)), val_recon=float(np.mean(ll_v)),
-                                  val_kl=float(np.mean(kl_v)))
-                self.epoch += 1
-                record["seconds"] = time.perf_counter() - t0
-                for k, v in record.items():
-                    history[k].append(v)
-                    self.history.setdefault(k, []).append(v)
-                if bar is not None:
-                    post = {"elbo": f"{record['elbo']:.2f}"}
-                    if Xval is not None:
-                        post["val"] = f"{record['val_elbo']:.2f}"
-                    bar.set_postfix(post, refresh=False)
-                if callback is not None and callback(self, dict(record)) is True:
-                    break
+            with _blas.blas_threads(blas_threads):
+                self._fit_epochs(X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle,
+                                 (b1, b2, eps, weight_decay), history, bar, callback, permutation)
         finally:
             if bar is not None:
                 bar.close()
         return history
+
+    def _fit_epochs(self, X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle, adam,
+                    history, bar, callback, permutation):
+        b1, b2, eps, weight_decay = adam
+        n = X.shape[0]
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            lr_e = float(lr_fn(e))
+            if not lr_e >= 0 or not math.isfinite(lr_e):
+                raise ValueError(f"lr must be a finite number >= 0, got {lr_e} at epoch {e}")
+            order = (permutation(n, seeds["shuffle"], self.epoch * _STEP_STRIDE) if shuffle
+                     else np.arange(n))
+            sum_ll = sum_kl = 0.0
+            w = 1.0
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                ws = self._workspace(idx.shape[0])
+                offset = self.step * _STEP_STRIDE
+                if binarize == "dynamic":
+                    np.take(X, idx, axis=0, out=ws.grey, mode="clip")
+                    ops.rand(ws.u.shape, seeds["binarize"], offset, self.dtype, out=ws.u)
+                    np.less(ws.u, ws.grey, out=ws.x)  # P(x = 1) = grey level
+                else:
+                    np.take(X, idx, axis=0, out=ws.x, mode="clip")
+                w = float(kl_fn(e + b / n_batches))
+                ll, kl = self._forward(ws, ws.x, seeds["noise"], offset)
+                self._backward(ws, ws.x, seeds["noise"], offset, w)
+                if not (math.isfinite(ll) and math.isfinite(kl)
+                        and math.isfinite(float(np.add.reduce(self._params.grad_flat)))):
+                    raise FloatingPointError(
+                        f"non-finite loss or gradient at epoch {self.epoch} (0-based; epoch {e} of this "
+                        f"fit), batch {b} of {n_batches}: sum log p(x|z) = {ll}, sum KL = {kl}; "
+                        f"the parameters are those after the last finite step (step {self.step}). "
+                        f"Try a lower learning rate.")
+                self.step += 1
+                ops.adam_step(self._params.flat, self._params.grad_flat, self._adam_m, self._adam_v,
+                              self.step, lr_e, b1, b2, eps, weight_decay)
+                sum_ll += ll
+                sum_kl += kl
+                if bar is not None:
+                    bar.update(1)
+            record = {"epoch": self.epoch, "elbo": (sum_ll - sum_kl) / n, "recon": sum_ll / n,
+                      "kl": sum_kl / n, "kl_weight": w, "lr": lr_e}
+            if Xval is not None:
+                ll_v, kl_v = self._elbo_terms(Xval, seeds["validation"])
+                record.update(val_elbo=float(np.mean(ll_v - kl_v)), val_recon=float(np.mean(ll_v)),
+                              val_kl=float(np.mean(kl_v)))
+            self.epoch += 1
+            record["seconds"] = time.perf_counter() - t0
+            for k, v in record.items():
+                history[k].append(v)
+                self.history.setdefault(k, []).append(v)
+            if bar is not None:
+                post = {"elbo": f"{record['elbo']:.2f}"}
+                if Xval is not None:
+                    post["val"] = f"{record['val_elbo']:.2f}"
+                bar.set_postfix(post, refresh=False)
+            if callback is not None and callback(self, dict(record)) is True:
+                break
 
     # ---------------------------------------------------------------------------------------------
     # evaluation
@@ -473,7 +488,8 @@ class VAE:
         Memory stays bounded: at most ``batch_size`` (row, sample) pairs go through the decoder at once,
         and the log-mean-exp over k is accumulated chunk by chunk (running max and scaled sum, in float64).
         Sample j of row i uses ``randn`` stream ``seed`` at positions (i k + j) L .. (i k + j + 1) L - 1, so
-        the result does not depend on batch_size. Returns (n,) float64.
+        batch_size changes no sample (float32 results may differ in the last bits: the BLAS can choose
+        another kernel for another number of rows). Returns (n,) float64.
         """
         X = self._check_data(X, "X", None)
         k = V.integer("k", k, 1, 1 << 40)
