@@ -231,7 +231,7 @@ class Linear:
     def backward(self, x, dy, dx=None):
         """Write dW = x^T dy and db = sum_rows dy into the gradient views; dx = dy W^T if dx is given."""
         np.dot(x.T, dy, out=self.dW)
-        np.sum(dy, axis=0, out=self.db)
+        np.add.reduce(dy, axis=0, out=self.db)
         if dx is not None:
             np.dot(dy, self.W.T, out=dx)
         return dx
