@@ -5,7 +5,8 @@
 Targets (issue #4), 1,024 chains x 2,000 steps, chains started at exact draws, no warm-up, fixed step:
   banana    log p = -x1^2/200 - (x2 + 0.1 x1^2 - 10)^2/2           (2-D, step 3.0)
   gaussian  N(0, Sigma), Sigma_ij = 0.5^|i-j|                      (50-D, step 0.25)
-Every implementation runs the same algorithm (Gaussian random walk, MH accept, float64, all draws kept)
+Every implementation runs the same algorithm (Gaussian random walk, MH accept, float64, all draws kept;
+the peers keep them step-major, their natural layout, and are handed on as (chains, steps, dim) views)
 except emcee (its own affine-invariant ensemble moves, a reference point). Times are the best of
 --repeats runs after one untimed run (JIT compilation excluded). ESS is the smallest bulk ESS over the
 coordinates (vaekernels.mcmc.ess; for the 50-D target over 10 evenly spaced coordinates, to keep the
@@ -75,7 +76,7 @@ def run_numpy(name, x0, steps, seed=1):
     lp_fn = numpy_log_prob(name)
     rng = np.random.default_rng(seed)
     chains, d = x0.shape
-    out = np.empty((chains, steps, d))
+    out = np.empty((steps, chains, d))      # step-major: each step writes one contiguous block
     x = x0.copy()
     lp = lp_fn(x)
     s = STEP[name]
@@ -85,8 +86,8 @@ def run_numpy(name, x0, steps, seed=1):
         acc = np.log(rng.random(chains)) < lpp - lp
         x = np.where(acc[:, None], prop, x)
         lp = np.where(acc, lpp, lp)
-        out[:, t] = x
-    return out
+        out[t] = x
+    return np.swapaxes(out, 0, 1)          # a (chains, steps, dim) view, no copy
 
 
 def _jax():
@@ -127,10 +128,10 @@ def make_jax_scan(name, chains, steps):
             l = jnp.where(acc, lpp, l)
             return (x, l), x
         _, xs = jax.lax.scan(step, (x0, lp(x0)), jax.random.split(key, steps))
-        return jnp.swapaxes(xs, 0, 1)
+        return xs                           # (steps, chains, dim), as scan stacks it
 
     def call(x0, seed=1):
-        return np.asarray(run(jnp.asarray(x0), jax.random.PRNGKey(seed)).block_until_ready())
+        return np.swapaxes(np.asarray(run(jnp.asarray(x0), jax.random.PRNGKey(seed)).block_until_ready()), 0, 1)
     return call
 
 
@@ -149,10 +150,10 @@ def make_blackjax(name, chains, steps):
             states, _ = jax.vmap(algo.step)(jax.random.split(k, x0.shape[0]), states)
             return states, states.position
         _, xs = jax.lax.scan(step, states, jax.random.split(key, steps))
-        return jnp.swapaxes(xs, 0, 1)
+        return xs
 
     def call(x0, seed=1):
-        return np.asarray(run(jnp.asarray(x0), jax.random.PRNGKey(seed)).block_until_ready())
+        return np.swapaxes(np.asarray(run(jnp.asarray(x0), jax.random.PRNGKey(seed)).block_until_ready()), 0, 1)
     return call
 
 

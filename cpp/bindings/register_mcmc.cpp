@@ -22,6 +22,7 @@ using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, bool,
 struct Run {
     mc::Config cfg;
     mc::Outputs out;
+    Arr<double> q_mean, q_logvar;   // keep converted proposal arrays alive while cfg points into them
 };
 
 Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q_mean, const py::object& q_logvar,
@@ -43,12 +44,12 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     c.x0 = x0.data();
     c.step0 = step0.data();
     if (c.proposal == mc::Proposal::kIndependent) {
-        auto m = py::cast<Arr<double>>(q_mean);
-        auto lv = py::cast<Arr<double>>(q_logvar);
-        same_shape(x0, "x0", m, "proposal_mean");
-        same_shape(x0, "x0", lv, "proposal_logvar");
-        c.proposal_mean = m.data();
-        c.proposal_logvar = lv.data();
+        r.q_mean = py::cast<Arr<double>>(q_mean);
+        r.q_logvar = py::cast<Arr<double>>(q_logvar);
+        same_shape(x0, "x0", r.q_mean, "proposal_mean");
+        same_shape(x0, "x0", r.q_logvar, "proposal_logvar");
+        c.proposal_mean = r.q_mean.data();
+        c.proposal_logvar = r.q_logvar.data();
     }
     const int64_t ch = c.chains, nd = c.n_draws, d = c.dim;
     auto check = [](const py::array& a, std::initializer_list<int64_t> shape, const char* name) {

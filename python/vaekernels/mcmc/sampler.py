@@ -130,6 +130,9 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
     if chain_offset + chains > 1 << 32:
         raise ValueError(f"chain_offset + chains must not exceed 2**32 (chain ids are 32-bit), got "
                          f"{chain_offset} + {chains}")
+    if n_warmup + n_draws * thin > 1 << 40:
+        raise ValueError(f"n_warmup + n_draws * thin must not exceed 2**40 iterations, got "
+                         f"{n_warmup} + {n_draws} * {thin}")
     if chains * n_draws * dim > 1 << 34:
         raise ValueError(f"chains * n_draws * dim = {chains * n_draws * dim} float64 values would not fit in memory; "
                          f"thin or sample fewer chains per call (chain_offset lets calls be split)")
