@@ -99,8 +99,9 @@ struct Tile {
     int64_t row0 = 0;
     int n = 0;                                           // valid lanes (the last tile may be partial)
     alignas(64) uint32_t chain[kTile];
-    // (rows, kTile) lane arrays: x, xp, scratch (dim); eps (2 ceil(dim/2)); independence proposal (dim)
+    // (rows, kTile) lane arrays: x, xp (dim); eps (2 ceil(dim/2)); independence proposal (dim)
     // each; warm-up covariance shift and sum (dim) and lower-triangular scatter (dim (dim + 1) / 2).
+    // scratch: (dim) Packs for the Gaussian density.
     Buffer<double> x, xp, eps, scratch, q_mean, q_sd, q_inv_sd, cov_shift, cov_sum, cov_scatter;
     alignas(64) double lp[kTile], lpp[kTile], qx[kTile], qxp[kTile];
     alignas(64) double log_step[kTile], log_step_sum[kTile], step[kTile], u[kTile];
@@ -347,12 +348,10 @@ private:
 
     void collect(Tile& t, int64_t step) {
         const double* x = t.x.data();
-        double *shift = t.cov_shift.data(), *sum = t.cov_sum.data(), *sc = t.cov_scatter.data(), *d = t.scratch.data();
+        double *shift = t.cov_shift.data(), *sum = t.cov_sum.data(), *sc = t.cov_scatter.data();
         if (step == collect_.begin)
             for (int64_t i = 0; i < dim_ * kTile; ++i) shift[i] = x[i];
-        // scratch holds kPack * dim doubles; the centred draw needs dim * kTile: use xp (free until the next proposal).
-        (void)d;
-        double* c = t.xp.data();
+        double* c = t.xp.data();   // the centred draw; xp is free until the next proposal
         for (int64_t i = 0; i < dim_ * kTile; ++i) c[i] = x[i] - shift[i];
         for (int64_t i = 0, p = 0; i < dim_; ++i) {
             for (int l = 0; l < kTile; ++l) sum[i * kTile + l] = sum[i * kTile + l] + c[i * kTile + l];

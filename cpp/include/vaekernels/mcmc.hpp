@@ -60,6 +60,8 @@ VK_HD int64_t mcmc_accept(double u, double lp_new, double delta, double& alpha) 
 
 // Robbins-Monro on the log step size toward the target acceptance probability:
 //   log s <- log s + gamma_t (alpha_t - target),  gamma_t = 1 / sqrt(t + 1)  (t counts from 0 in each phase)
+// At the end of a warm-up phase [b, e) the step is frozen at log s = (sum of the updated log s over steps
+// b + (e - b) / 2 .. e - 1, added in order) * (1.0 / count), s = vexp(log s) (cpp/src/mcmc.cpp, adapt()).
 // The CPU and GPU use the same IEEE-exact sqrt, so the adapted step sizes agree to the bit.
 VK_HD double mcmc_adapt_log_step(double log_step, double alpha, double target_accept, int64_t t) {
     return log_step + (alpha - target_accept) / vsqrt(static_cast<double>(t + 1));
