@@ -458,3 +458,17 @@ def test_bad_targets():
         mcmc.LogisticRegression(np.zeros((5, 2)), np.zeros(5), prior_scale=-1.0)
     with pytest.raises(ValueError, match="samples"):
         mcmc.ess(np.zeros((2, 10, 2, 2)))
+
+
+def test_thinning_keeps_every_thin_th_iteration_and_accept_rate_counts_moves():
+    t = mcmc.Banana(b=0.05, sigma1=3.0)
+    x0 = t.sample_exact(12, np.random.default_rng(5))
+    full = mcmc.sample(t, x0, n_draws=60, n_warmup=0, seed=6, step_size=1.5)
+    thin = mcmc.sample(t, x0, n_draws=20, n_warmup=0, seed=6, step_size=1.5, thin=3)
+    np.testing.assert_array_equal(thin.samples, full.samples[:, 2::3])
+    np.testing.assert_array_equal(thin.log_prob, full.log_prob[:, 2::3])
+    # an accepted move of a continuous proposal always changes the state
+    prev = np.concatenate([x0[:, None], full.samples[:, :-1]], axis=1)
+    moved = np.any(full.samples != prev, axis=2).mean(axis=1)
+    np.testing.assert_array_equal(full.accept_rate, moved)
+    np.testing.assert_array_equal(thin.accept_rate, full.accept_rate)

@@ -485,7 +485,7 @@ constexpr int64_t kParallelMin = 1 << 18;
 void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) {
     Sampler s(cfg, out);
     const int64_t n_tiles = s.n_tiles();
-    const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
+    [[maybe_unused]] const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
     Buffer<double> lp;
     lp.assign(cfg.chains, 0.0);
 
