@@ -45,9 +45,12 @@ constexpr int kPack = 2;
 #endif
 constexpr int kHalves = 2;
 constexpr int kTile = kPack * kHalves;
-// Draws are buffered per tile and written out kRecord at a time: each chain then writes kRecord * dim
-// contiguous doubles at once instead of touching a different page (a TLB miss) per chain and step.
+// Draws are buffered per tile and written out up to kRecord at a time, so that each chain writes at least
+// ~64 contiguous doubles at once instead of touching a different page (a TLB miss) per chain and step for
+// a small dim. Large dims write directly (depth 1): their rows are long already, and a deep buffer would
+// only add a pass through memory.
 constexpr int kRecord = 32;
+inline int record_depth(int64_t dim) { return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(kRecord, 64 / dim))); }
 // may_alias: Packs are read from and written to plain double arrays.
 typedef double Pack __attribute__((vector_size(kPack * sizeof(double)), __may_alias__));
 
@@ -121,7 +124,7 @@ public:
     Sampler(const Config& cfg, Outputs& out)
         : cfg_(cfg), out_(out), dim_(cfg.dim), nb_((cfg.dim + 1) / 2),
           n_steps_(cfg.n_warmup + cfg.n_draws * cfg.thin),
-          n_tiles_((cfg.chains + kTile - 1) / kTile) {
+          n_tiles_((cfg.chains + kTile - 1) / kTile), rec_depth_(record_depth(cfg.dim)) {
         tiles_ = std::unique_ptr<Tile[]>(new Tile[static_cast<size_t>(n_tiles_)]);
         if (cfg.adapt_covariance && cfg.proposal == Proposal::kRandomWalk && cfg.n_warmup >= 4) {
             phases_.push_back({0, cfg.n_warmup / 2});
@@ -286,8 +289,8 @@ private:
         t.xp.assign(dim_ * kTile, 0.0);
         t.scratch.assign(dim_ * kPack, 0.0);
         t.eps.assign(2 * nb_ * kTile, 0.0);
-        t.rec_x.assign(kRecord * dim_ * kTile, 0.0);
-        t.rec_lp.assign(kRecord * kTile, 0.0);
+        t.rec_x.assign(rec_depth_ * dim_ * kTile, 0.0);
+        t.rec_lp.assign(rec_depth_ * kTile, 0.0);
         // Padding lanes copy the tile's first chain: they compute valid values and are never written out.
         for (int l = 0; l < kTile; ++l) {
             const int64_t c = row0 + (l < t.n ? l : 0);
@@ -367,7 +370,7 @@ private:
         const double* x = t.x.data();
         for (int64_t i = 0; i < dim_ * kTile; ++i) rx[i] = x[i];
         for (int l = 0; l < kTile; ++l) t.rec_lp[t.rec_n * kTile + l] = t.lp[l];
-        if (++t.rec_n == kRecord) flush(t);
+        if (++t.rec_n == rec_depth_) flush(t);
     }
 
 public:
@@ -391,6 +394,7 @@ private:
     Outputs& out_;
     int64_t dim_, nb_, n_steps_;
     int64_t n_tiles_;
+    int rec_depth_;
     std::unique_ptr<Tile[]> tiles_;
     std::vector<Phase> phases_;
     Phase collect_{0, 0};
