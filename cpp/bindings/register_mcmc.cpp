@@ -78,13 +78,12 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
 // faults per step), else a new one is made. The result is converted to float64 and must have shape (chains,).
 class PyBatchTarget final : public mc::BatchTarget {
 public:
-    PyBatchTarget(py::function fn, int64_t chains, int64_t dim) : fn_(std::move(fn)), chains_(chains), dim_(dim) {}
+    // Constructed with the GIL held; afterwards the GIL is taken once per step, in end_step, which also
+    // prepares the next step's Z (so begin_step needs no GIL).
+    PyBatchTarget(py::function fn, int64_t chains, int64_t dim)
+        : fn_(std::move(fn)), chains_(chains), dim_(dim), z_({chains, dim}), z_data_(z_.mutable_data()) {}
 
-    double* begin_step() override {
-        py::gil_scoped_acquire gil;
-        if (z_.size() != chains_ * dim_ || z_.ref_count() > 1) z_ = Arr<double>({chains_, dim_});
-        return z_.mutable_data();
-    }
+    double* begin_step() override { return z_data_; }
 
     void end_step(double* log_prob) override {
         py::gil_scoped_acquire gil;
@@ -100,13 +99,17 @@ public:
             throw py::type_error("log_prob must return real numbers, got dtype " + std::string(py::str(arr.dtype())));
         auto lp = Arr<double>::ensure(arr);   // converts float32 / integers; no copy for float64 C-contiguous
         std::memcpy(log_prob, lp.data(), static_cast<size_t>(chains_) * sizeof(double));
+        if (z_.ref_count() > 1) {             // the callable kept Z: the next step gets a new array
+            z_ = Arr<double>({chains_, dim_});
+            z_data_ = z_.mutable_data();
+        }
     }
-
 
 private:
     py::function fn_;
     int64_t chains_, dim_;
     Arr<double> z_;
+    double* z_data_;
 };
 
 py::tuple factor_covariance(Arr<double> cov) {
