@@ -48,7 +48,8 @@ __global__ void target_log_prob_kernel(Target target, const double* x, int64_t c
 }
 
 // One MH step of every chain at iteration `step`:
-//   eps from blocks k < ceil(dim/2) of (seed, chain, step), u from block ceil(dim/2);
+//   eps and u from the random-walk layout of vaekernels/mcmc.hpp: float32 Box-Muller normals, 4 per block
+//   k < ceil(dim/4); u from the spare words of the last of them when dim % 4 is 1 or 2, else from one more block;
 //   x' = x + s eps (or x + s L eps with a lower-triangular proposal factor L, (dim, dim) row-major);
 //   accept iff u < exp(log p(x') - log p(x)); NaN/+inf log p(x') is a rejection counted in n_nan.
 // x (dim, chains) and lp (chains,) are updated in place; accepted and n_nan (chains,) are incremented.
@@ -59,13 +60,14 @@ __global__ void mh_step_kernel(Target target, double* x, double* lp, const doubl
     for (int64_t c = global_thread(); c < chains; c += grid_threads()) {
         const uint32_t chain = static_cast<uint32_t>(chain_offset + static_cast<uint64_t>(c));
         double* eps = scratch + c * dim;
-        for (int64_t k = 0; 2 * k < dim; ++k) {
-            double z0, z1;
-            mcmc_normal_pair(seed, chain, step, dim, k, z0, z1);
-            eps[2 * k] = z0;
-            if (2 * k + 1 < dim) eps[2 * k + 1] = z1;
+        const int64_t bps = mcmc_blocks_per_step(dim, false);
+        double u = 0.0;  // ends as the last normal block's spare-word uniform
+        for (int64_t k = 0; 4 * k < dim; ++k) {
+            double z[4];
+            mcmc_rw_normals(seed, chain, step, bps, k, z[0], z[1], z[2], z[3], u);
+            for (int64_t i = 0; i < 4 && 4 * k + i < dim; ++i) eps[4 * k + i] = z[i];
         }
-        const double u = mcmc_accept_uniform(seed, chain, step, dim);
+        if (!mcmc_uniform_in_last_normal_block(dim, false)) u = mcmc_accept_uniform(seed, chain, step, bps);
         const double s = step_size[c];
         for (int64_t j = 0; j < dim; ++j) {
             double v = eps[j];

@@ -642,7 +642,9 @@ def _mcmc_targets():
     X = np.c_[np.ones(40), rng.standard_normal((40, 2))]
     y = (rng.random(40) < 0.5).astype(float)
     cov = 0.5 ** np.abs(np.subtract.outer(np.arange(5), np.arange(5)))
-    return {"banana": (mcmc.Banana(), 3.0), "gaussian": (mcmc.Gaussian(np.arange(5.0), cov), 0.6),
+    # dims 2, 4, 5, 3: every dim % 4, i.e. every place of the acceptance uniform in the stream (mcmc.hpp)
+    return {"banana": (mcmc.Banana(), 3.0), "banana4": (mcmc.Banana(dim=4), 1.5),
+            "gaussian": (mcmc.Gaussian(np.arange(5.0), cov), 0.6),
             "logistic": (mcmc.LogisticRegression(X, y, 2.0), 0.3)}
 
 
@@ -658,7 +660,7 @@ def test_mh_step_without_device_raises_no_cuda_device():
 
 
 @gpu
-@pytest.mark.parametrize("name", ["banana", "gaussian", "logistic"])
+@pytest.mark.parametrize("name", ["banana", "banana4", "gaussian", "logistic"])
 def test_mh_steps_match_the_cpu_sampler(cp, name):
     """K GPU steps with a fixed step size from x0 equal the CPU sampler's first K draws (n_warmup=0), bit for
     bit: same stream positions, proposal arithmetic, target density and accept rule."""
@@ -783,7 +785,7 @@ def emulation(tmp_path_factory):
         logistic = targets["logistic"][0]
         np.ascontiguousarray(logistic.X).tofile(work / "mh_logistic_X.bin")
         np.ascontiguousarray(logistic.y).tofile(work / "mh_logistic_y.bin")
-        for name in ("banana", "gaussian", "logistic"):
+        for name in ("banana", "banana4", "gaussian", "logistic"):
             x0 = rng.standard_normal((EMU_CHAINS, targets[name][0].dim))
             x0.tofile(work / f"mh_{name}_x0.bin")
             mh[name] = x0
@@ -833,7 +835,7 @@ def test_emulated_cuda_kernels_match_cpu(emulation, dt):
                    "latent_forward kl of rows with 0 columns")
 
 
-@pytest.mark.parametrize("name", ["banana", "gaussian", "logistic"])
+@pytest.mark.parametrize("name", ["banana", "banana4", "gaussian", "logistic"])
 def test_emulated_mh_step_matches_cpu_sampler(emulation, name):
     from vaekernels import mcmc
     _, mh, targets, output = emulation

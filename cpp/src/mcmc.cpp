@@ -102,7 +102,7 @@ struct Tile {
     int64_t row0 = 0;
     int n = 0;                                           // valid lanes (the last tile may be partial)
     alignas(64) uint32_t chain[kTile];
-    // (rows, kTile) lane arrays: x, xp (dim); eps (2 ceil(dim/2)); independence proposal (dim)
+    // (rows, kTile) lane arrays: x, xp (dim); eps (normals of one step); independence proposal (dim)
     // each; warm-up covariance shift and sum (dim) and lower-triangular scatter (dim (dim + 1) / 2).
     // scratch: (dim) Packs for the Gaussian density.
     Buffer<double> x, xp, eps, scratch, q_mean, q_sd, q_inv_sd, cov_shift, cov_sum, cov_scatter;
@@ -122,7 +122,10 @@ inline Pack* packs(double* a) { return reinterpret_cast<Pack*>(a); }
 class Sampler {
 public:
     Sampler(const Config& cfg, Outputs& out)
-        : cfg_(cfg), out_(out), dim_(cfg.dim), nb_((cfg.dim + 1) / 2),
+        : cfg_(cfg), out_(out), dim_(cfg.dim),
+          blocks_per_step_(mcmc_blocks_per_step(cfg.dim, cfg.proposal == Proposal::kIndependent)),
+          n_normal_blocks_(mcmc_normal_blocks(cfg.dim, cfg.proposal == Proposal::kIndependent)),
+          uniform_shared_(mcmc_uniform_in_last_normal_block(cfg.dim, cfg.proposal == Proposal::kIndependent)),
           n_steps_(cfg.n_warmup + cfg.n_draws * cfg.thin),
           n_tiles_((cfg.chains + kTile - 1) / kTile), rec_depth_(record_depth(cfg.dim)) {
         tiles_ = std::unique_ptr<Tile[]>(new Tile[static_cast<size_t>(n_tiles_)]);
@@ -156,14 +159,26 @@ public:
     void propose(Tile& t, int64_t step) const {
         const uint64_t s = static_cast<uint64_t>(step);
         const uint64_t seed = cfg_.seed;
+        const int64_t bps = blocks_per_step_;
         const int64_t dim = dim_;
         double* e = t.eps.data();
-        for (int64_t k = 0; k < nb_; ++k) {
-            double* e0 = e + (2 * k) * kTile;
-            double* e1 = e0 + kTile;
-            for (int l = 0; l < kTile; ++l) mcmc_normal_pair(seed, t.chain[l], s, dim, k, e0[l], e1[l]);
+        if (cfg_.proposal == Proposal::kIndependent) {
+            for (int64_t k = 0; k < n_normal_blocks_; ++k) {
+                double* e0 = e + (2 * k) * kTile;
+                double* e1 = e0 + kTile;
+                for (int l = 0; l < kTile; ++l) mcmc_independent_normals(seed, t.chain[l], s, bps, k, e0[l], e1[l]);
+            }
+        } else {
+            // t.u ends with the last block's spare-word uniform, which is the acceptance uniform when shared
+            for (int64_t k = 0; k < n_normal_blocks_; ++k) {
+                double* e0 = e + (4 * k) * kTile;
+                double *e1 = e0 + kTile, *e2 = e1 + kTile, *e3 = e2 + kTile;
+                for (int l = 0; l < kTile; ++l)
+                    mcmc_rw_normals(seed, t.chain[l], s, bps, k, e0[l], e1[l], e2[l], e3[l], t.u[l]);
+            }
         }
-        for (int l = 0; l < kTile; ++l) t.u[l] = mcmc_accept_uniform(seed, t.chain[l], s, dim);
+        if (!uniform_shared_)
+            for (int l = 0; l < kTile; ++l) t.u[l] = mcmc_accept_uniform(seed, t.chain[l], s, bps);
 
         const double* x = t.x.data();
         double* xp = t.xp.data();
@@ -288,7 +303,8 @@ private:
         t.x.assign(dim_ * kTile, 0.0);
         t.xp.assign(dim_ * kTile, 0.0);
         t.scratch.assign(dim_ * kPack, 0.0);
-        t.eps.assign(2 * nb_ * kTile, 0.0);
+        // rows of normals: 4 per random-walk block, 2 per independence block
+        t.eps.assign(4 * n_normal_blocks_ * kTile, 0.0);
         t.rec_x.assign(rec_depth_ * dim_ * kTile, 0.0);
         t.rec_lp.assign(rec_depth_ * kTile, 0.0);
         // Padding lanes copy the tile's first chain: they compute valid values and are never written out.
@@ -392,7 +408,9 @@ public:
 private:
     const Config& cfg_;
     Outputs& out_;
-    int64_t dim_, nb_, n_steps_;
+    int64_t dim_, blocks_per_step_, n_normal_blocks_;
+    bool uniform_shared_;
+    int64_t n_steps_;
     int64_t n_tiles_;
     int rec_depth_;
     std::unique_ptr<Tile[]> tiles_;

@@ -141,9 +141,13 @@ int main(int argc, char** argv) {
         run_kernels<float>("f32");
         run_kernels<double>("f64");
         const double b = 0.1, sigma1 = 10.0;
-        const vk::BananaParams banana{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1,
-                                      -std::log(sigma1) - 0.5 * 2.0 * vk::kLog2Pi, 2};
-        run_mh("banana", vk::gpu::BananaTarget{banana}, 2, 3.0);
+        const auto banana = [&](int64_t d) {
+            return vk::BananaParams{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1,
+                                    -std::log(sigma1) - 0.5 * static_cast<double>(d) * vk::kLog2Pi, d};
+        };
+        // dims 2, 4, 5 (gaussian), 3 (logistic): dim % 4 = 2, 0, 1, 3, every place of the acceptance uniform
+        run_mh("banana", vk::gpu::BananaTarget{banana(2)}, 2, 3.0);
+        run_mh("banana4", vk::gpu::BananaTarget{banana(4)}, 4, 1.5);
         const int64_t gd = 5;
         const auto mean = load<double>("mh_gaussian_mean.bin", gd);
         const auto inv_chol = load<double>("mh_gaussian_inv_chol.bin", gd * gd);

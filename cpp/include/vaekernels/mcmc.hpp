@@ -6,12 +6,24 @@
 //   key      the user's 64-bit seed
 //   c2       kTagMcmc (2)
 //   c3       the chain id = chain_offset + row of x0 (so chain ids must be < 2^32)
-//   c0, c1   the block index step * B + k, B = ceil(dim / 2) + 1 blocks per step, step = 0, 1, ... the
-//            global iteration (warm-up included, every iteration counted, thinned or not)
-// Within a step:
-//   block k < ceil(dim / 2)   Box-Muller (box_muller_f64 on words w0..w3): proposal normals eps[2k] (r cos)
-//                             and eps[2k + 1] (r sin; unused when 2k + 1 == dim)
-//   block k = ceil(dim / 2)   the acceptance uniform u = uniform_open_f64(w0, w1) in (0, 1); w2, w3 unused
+//   c0, c1   the block index step * B + k, with B blocks per step (below) and step = 0, 1, ... the global
+//            iteration (warm-up included, every iteration counted, thinned or not)
+// Within a step, for the random walk:
+//   block k < ceil(dim / 4)   eps[4k], eps[4k + 1] = box_muller_f32(w0, w1) and eps[4k + 2], eps[4k + 3] =
+//                             box_muller_f32(w2, w3) (r cos, r sin), converted to double (unused beyond dim)
+//   the acceptance uniform    if dim % 4 is 1 or 2, u = uniform_open_f64(w2, w3) of the last normal block
+//                             (words no normal uses; B = ceil(dim / 4)); otherwise u = uniform_open_f64(w0, w1)
+//                             of one more block (B = ceil(dim / 4) + 1; its w2, w3 unused)
+// for the independence proposal (B = ceil(dim / 2) + 1):
+//   block k < ceil(dim / 2)   eps[2k], eps[2k + 1] = box_muller_f64(w0, w1, w2, w3)
+//   block B - 1               u = uniform_open_f64(w0, w1); w2, w3 unused.
+// u lies in (0, 1).
+// Why float32 normals for the random walk: only the symmetry of the increment matters for the MH ratio,
+// and the float32 transform is exactly symmetric (the angle words k and k + 2^23 mod 2^24 give the same
+// reduced angle two quadrants apart, so both normals negate bit for bit; checked for all 2^24 k), so the
+// chain targets p exactly, at a fraction of the cost of float64 normals (the increments have 24-bit
+// resolution and |eps| <= 5.77). The independence proposal's density enters the ratio, so its normals are
+// float64 (|eps| <= 8.49, 52-bit resolution).
 // A chain's numbers depend on (seed, chain id, step) only: not on the thread count, on which other chains
 // run in the same call, or on the device.
 //
@@ -24,22 +36,42 @@
 
 VK_BEGIN_NAMESPACE
 
-VK_HD int64_t mcmc_blocks_per_step(int64_t dim) { return (dim + 1) / 2 + 1; }
+// Normal blocks per step; whether the acceptance uniform shares the last of them; blocks per step.
+VK_HD int64_t mcmc_normal_blocks(int64_t dim, bool independent) { return independent ? (dim + 1) / 2 : (dim + 3) / 4; }
+VK_HD bool mcmc_uniform_in_last_normal_block(int64_t dim, bool independent) {
+    return !independent && (dim % 4 == 1 || dim % 4 == 2);
+}
+VK_HD int64_t mcmc_blocks_per_step(int64_t dim, bool independent) {
+    return mcmc_normal_blocks(dim, independent) + (mcmc_uniform_in_last_normal_block(dim, independent) ? 0 : 1);
+}
 
-VK_HD PhiloxWords mcmc_block(uint64_t seed, uint32_t chain, uint64_t step, int64_t dim, int64_t k) {
-    return philox_stream_block(seed, step * static_cast<uint64_t>(mcmc_blocks_per_step(dim)) + static_cast<uint64_t>(k),
+VK_HD PhiloxWords mcmc_block(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step, int64_t k) {
+    return philox_stream_block(seed, step * static_cast<uint64_t>(blocks_per_step) + static_cast<uint64_t>(k),
                                kTagMcmc, chain);
 }
 
-// Proposal normals 2k and 2k + 1 of (chain, step).
-VK_HD void mcmc_normal_pair(uint64_t seed, uint32_t chain, uint64_t step, int64_t dim, int64_t k, double& z0,
-                            double& z1) {
-    const PhiloxWords w = mcmc_block(seed, chain, step, dim, k);
+// Random-walk normals 4k .. 4k + 3 of (chain, step), and uniform_open_f64(w2, w3) of the same block (the
+// acceptance uniform when this is the last normal block and mcmc_uniform_in_last_normal_block).
+VK_HD void mcmc_rw_normals(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step, int64_t k,
+                           double& z0, double& z1, double& z2, double& z3, double& u_spare) {
+    const PhiloxWords w = mcmc_block(seed, chain, step, blocks_per_step, k);
+    float a, b, c, d;
+    box_muller_f32(w.w0, w.w1, a, b);
+    box_muller_f32(w.w2, w.w3, c, d);
+    z0 = a; z1 = b; z2 = c; z3 = d;
+    u_spare = uniform_open_f64(w.w2, w.w3);
+}
+
+// Independence-proposal normals 2k, 2k + 1 of (chain, step).
+VK_HD void mcmc_independent_normals(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step, int64_t k,
+                                    double& z0, double& z1) {
+    const PhiloxWords w = mcmc_block(seed, chain, step, blocks_per_step, k);
     box_muller_f64(w.w0, w.w1, w.w2, w.w3, z0, z1);
 }
 
-VK_HD double mcmc_accept_uniform(uint64_t seed, uint32_t chain, uint64_t step, int64_t dim) {
-    const PhiloxWords w = mcmc_block(seed, chain, step, dim, (dim + 1) / 2);
+// The acceptance uniform from its own block (the last of the step), when it does not share a normal block.
+VK_HD double mcmc_accept_uniform(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step) {
+    const PhiloxWords w = mcmc_block(seed, chain, step, blocks_per_step, blocks_per_step - 1);
     return uniform_open_f64(w.w0, w.w1);
 }
 

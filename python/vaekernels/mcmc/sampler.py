@@ -2,8 +2,11 @@
 
 Random stream (see cpp/include/vaekernels/mcmc.hpp): Philox4x32-10 keyed by ``seed``, stream tag 2,
 sub-stream = chain id = ``chain_offset + row``; at iteration ``step`` (warm-up included) the chain uses
-blocks ``step * B + k``, B = ceil(dim/2) + 1: blocks k < ceil(dim/2) give the proposal normals 2k, 2k+1
-(Box-Muller), block ceil(dim/2) the acceptance uniform. Hence results do not depend on the thread count,
+blocks ``step * B + k``. Random walk: blocks k < ceil(dim/4) give the proposal normals 4k .. 4k+3 (float32
+Box-Muller, exactly symmetric), the acceptance uniform comes from the last normal block's spare words when
+dim % 4 is 1 or 2 (B = ceil(dim/4)), else from one more block (B = ceil(dim/4) + 1). Independence proposal:
+blocks k < ceil(dim/2) give the normals 2k, 2k+1 (float64 Box-Muller), one more block the acceptance uniform
+(B = ceil(dim/2) + 1). Hence results do not depend on the thread count,
 and sampling rows [a, b) of x0 with ``chain_offset=a`` reproduces those chains bit for bit (unless
 ``adapt_covariance=True``, which pools warm-up draws over the chains of one call).
 """
