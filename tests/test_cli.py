@@ -16,7 +16,7 @@ def test_demo_end_to_end(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "vaekernels", "demo", "--epochs", "3", "--k", "50", "--out",
-                        str(out), "--no-progress"], capture_output=True, text=True, timeout=180)
+                        str(out), "--no-progress", "--mcmc-points", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "ELBO" in r.stdout and "IWAE k=50" in r.stdout
     summary = json.loads((out / "summary.json").read_text())
@@ -29,6 +29,13 @@ def test_demo_end_to_end(tmp_path):
     for key in ("train_elbo", "test_elbo", "train_iwae", "test_iwae"):
         assert np.isfinite(summary[key]) and summary[key] < 0
     assert summary["test_iwae"] > summary["test_elbo"] - 0.5
+    # the MCMC section: MH draws of p(z|x) for one test digit, compared with q(z|x)
+    assert "MCMC vs q(z|x) on 1 data points" in r.stdout
+    assert (out / "mcmc_posterior.png").read_bytes()[:4] == b"\x89PNG"
+    m = summary["mcmc"]
+    assert m["n_x"] == 1 and summary["files"]["mcmc"] == "mcmc_posterior.png"
+    # KL(q || p(z|x)) >= 0 up to Monte Carlo error; an acceptance rate is a probability
+    assert m["kl_q_p"][0] > -0.05 and 0.0 <= m["independence_accept"][0] <= 1.0
 
 
 def test_run_demo_returns_model_and_summary(tmp_path):

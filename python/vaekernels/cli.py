@@ -116,6 +116,8 @@ def build_parser():
     d.add_argument("--latent", type=_positive_int, default=2, help="latent dimension (default: %(default)s)")
     d.add_argument("--k", type=_positive_int, default=5000, help="IWAE samples per digit (default: %(default)s)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--mcmc-points", type=_nonneg_int, default=4,
+                   help="test digits whose posterior p(z|x) MCMC compares with q(z|x); 0 skips it (default: %(default)s)")
     d.set_defaults(func=_cmd_demo)
 
     t = sub.add_parser("train", help="train a VAE and save a checkpoint")
@@ -165,9 +167,19 @@ def _cmd_bench(args, parser):
 
 
 def _cmd_demo(args, parser):
-    from .demo import run_demo
-    run_demo(args.out, epochs=args.epochs, seed=args.seed, n_latent=args.latent, k=args.k,
-             progress=not args.no_progress)
+    from .demo import run_demo, write_summary
+    summary, model, data = run_demo(args.out, epochs=args.epochs, seed=args.seed, n_latent=args.latent, k=args.k,
+                                    progress=not args.no_progress)
+    if args.mcmc_points:
+        # The yardstick for q(z|x): Metropolis-Hastings samples of the exact posterior p(z|x).
+        from .mcmc import demo_section
+        section = demo_section(model, data["X_test_binary"], args.out, n_points=args.mcmc_points, seed=args.seed)
+        for line in section.pop("summary"):
+            print(line)
+        summary["mcmc"] = section
+        summary["files"]["mcmc"] = "mcmc_posterior.png"
+        write_summary(args.out, summary)
+        print(f"  wrote mcmc_posterior.png and updated summary.json in {args.out}")
     return 0
 
 
