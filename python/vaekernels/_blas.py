@@ -6,8 +6,9 @@ so a training run would depend on OMP_NUM_THREADS / OPENBLAS_NUM_THREADS. Pinnin
 OpenBLAS's spinning worker threads from competing with the OpenMP threads of the vaekernels kernels
 on a small machine, which otherwise costs far more than the parallel GEMM gains at these sizes.)
 
-Uses threadpoolctl when installed (any BLAS); otherwise calls OpenBLAS's own setter in the OpenBLAS
-libraries loaded into this process (Linux, found through /proc/self/maps), as NumPy's wheels ship it.
+Calls OpenBLAS's own setter in the OpenBLAS libraries loaded into this process (Linux, found once through
+/proc/self/maps; NumPy's wheels ship OpenBLAS), which costs microseconds; otherwise uses threadpoolctl when
+installed (any BLAS, but it rescans the loaded libraries on every call).
 ``pinned_blas_threads`` reports whether pinning is possible here.
 """
 from __future__ import annotations
@@ -58,11 +59,13 @@ def _openblas_handles():
 
 def pinned_blas_threads():
     """True if ``blas_threads`` can pin NumPy's BLAS here."""
+    if _openblas_handles():
+        return True
     try:
         import threadpoolctl  # noqa: F401
         return True
     except ImportError:
-        return bool(_openblas_handles())
+        return False
 
 
 @contextlib.contextmanager
@@ -71,22 +74,25 @@ def blas_threads(n):
     if n is None:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
+    handles = _openblas_handles()
+    if not handles:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # no way to pin this BLAS: run as configured
+            yield
+            return
         with threadpool_limits(limits=int(n), user_api="blas"):
             yield
         return
     with _lock:
-        handles = _openblas_handles()
         before = [get() for _, get in handles]
-        for setter, _ in handles:
-            setter(int(n))
+        for (setter, _), count in zip(handles, before):
+            if count != int(n):
+                setter(int(n))
     try:
         yield
     finally:
         with _lock:
             for (setter, _), count in zip(handles, before):
-                setter(count)
+                if count != int(n):
+                    setter(count)

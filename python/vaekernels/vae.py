@@ -23,6 +23,7 @@ OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say (tested with 1 and 2).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -44,6 +45,16 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _MASK64 = (1 << 64) - 1
 _STEP_STRIDE = 1 << 32  # stream positions reserved per training step / epoch
 _TAG = {"init": 1, "noise": 2, "binarize": 3, "shuffle": 4, "validation": 5}
+
+
+def _one_blas_thread(method):
+    """Run an evaluation method with NumPy's BLAS on one thread (see ``fit``'s blas_threads): the same
+    bits on any thread count, and no oversubscription of the cores by BLAS and OpenMP workers at once."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _blas.blas_threads(1):
+            return method(*args, **kwargs)
+    return wrapper
 
 
 def _splitmix64(x):
@@ -138,6 +149,9 @@ class VAE:
     factor-analysis / probabilistic-PCA model, whose log p(x) is known exactly). activation: one of
     ``nn.ACTIVATIONS`` (tanh, relu, sigmoid, softplus, elu, linear). seed: the model's 64-bit seed (weights,
     and the training streams when ``fit(seed=None)``). dtype: float32 or float64.
+
+    ``fit`` and the evaluation methods (elbo, iwae, encode, decode) run NumPy's BLAS on one thread (the
+    kernels keep their OpenMP threads): results are then bit-identical whatever the thread settings.
 
     Parameters (``get_params()`` names): ``enc.{i}.W`` (n_in, n_out) and ``enc.{i}.b``, where the last
     encoder layer outputs [mu | logvar] (columns :L and L:); ``dec.{i}.W`` / ``dec.{i}.b``; with the
@@ -470,6 +484,7 @@ class VAE:
             kl[s:t] = ws.kl
         return ll, kl
 
+    @_one_blas_thread
     def elbo(self, X, seed=0, batch_size=1024):
         """Per-row ELBO log p(x|z) - KL(q(z|x) || p(z)) with one reparameterised sample z per row (row i
         uses stream positions i L .. (i + 1) L - 1 of ``randn`` stream ``seed``, whatever the batching).
@@ -480,6 +495,7 @@ class VAE:
         ll, kl = self._elbo_terms(X, seed, batch_size)
         return ll - kl
 
+    @_one_blas_thread
     def iwae(self, X, k=5000, seed=0, batch_size=8192):
         """Per-row importance-weighted estimate of log p(x) with k samples (Burda et al. 2016):
         log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q(z | x). A lower bound in expectation that rises
@@ -547,6 +563,7 @@ class VAE:
             out[s:t] = run_max + np.log(run_sum) - math.log(k)
         return out
 
+    @_one_blas_thread
     def encode(self, X, batch_size=1024):
         """(mu, logvar) of q(z|x), each (n, L)."""
         X = self._check_data(X, "X", None)
@@ -559,6 +576,7 @@ class VAE:
             logvar[s:t] = head[:, L:]
         return mu, logvar
 
+    @_one_blas_thread
     def decode(self, Z, batch_size=1024):
         """The decoder's mean for latents Z (n, L): Bernoulli probabilities sigmoid(logits), or the
         Gaussian mean. Returns (n, n_inputs)."""
