@@ -5,6 +5,7 @@ wrong shape or value, and the message names the argument, what was expected and 
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -49,7 +50,7 @@ def rows_view(name, a):
     """(rows, cols) view of an array whose last axis is reduced; returns (view, batch shape)."""
     if a.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the reduced last axis), got a scalar")
-    return a.reshape(int(np.prod(a.shape[:-1], dtype=np.int64)), a.shape[-1]), a.shape[:-1]
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1]), a.shape[:-1]
 
 
 def integer(name, value, lo=0, hi=_U64):
