@@ -152,12 +152,7 @@ class _Call:
                 out = cp.asarray(out)
             else:
                 raise TypeError(f"{name} must be a CuPy array on the GPU (the inputs are), got {type(out).__name__}")
-        if out.dtype != dtype:
-            raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
-        if out.shape != tuple(shape):
-            raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
-        if not out.flags.c_contiguous:
-            raise ValueError(f"{name} must be C-contiguous")
+        V.output_layout(name, out, shape, dtype)
         if out.device.id != self.device.id:
             raise ValueError(f"{name} is on GPU {out.device.id} but the inputs are on GPU {self.device.id}")
         return out
@@ -429,12 +424,7 @@ def adam_step(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8
     p, g, m_, v_ = c.arrays
     for name, a in (("grad", g), ("m", m_), ("v", v_)):
         V.same_shape("param", p, name, a)
-    step = V.integer("step", step, 1, 1 << 62)
-    lr, beta1, beta2, eps, weight_decay = (float(a) for a in (lr, beta1, beta2, eps, weight_decay))
-    if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
-        raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
-    if not lr >= 0.0 or not eps >= 0.0 or not weight_decay >= 0.0:
-        raise ValueError(f"lr, eps and weight_decay must be >= 0, got {lr}, {eps}, {weight_decay}")
+    step, lr, beta1, beta2, eps, weight_decay = V.adam_hyper(step, lr, beta1, beta2, eps, weight_decay)
     with c:
         c.k.adam_step(_ptr(p), _ptr(g), _ptr(m_), _ptr(v_), p.size, step, lr, beta1, beta2, eps, weight_decay,
                       c.stream)

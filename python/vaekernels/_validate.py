@@ -80,15 +80,31 @@ def output(name, out, shape, dtype):
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
+    output_layout(name, out, shape, dtype)
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def output_layout(name, out, shape, dtype):
+    """dtype, shape and C-contiguity of an ``out=`` array (NumPy or CuPy)."""
     if out.dtype != dtype:
         raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
-    return out
+
+
+def adam_hyper(step, lr, beta1, beta2, eps, weight_decay):
+    """Validated AdamW hyper-parameters: (step, lr, beta1, beta2, eps, weight_decay)."""
+    step = integer("step", step, 1, 1 << 62)
+    lr, beta1, beta2, eps, weight_decay = (float(a) for a in (lr, beta1, beta2, eps, weight_decay))
+    if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
+        raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
+    if not lr >= 0.0 or not eps >= 0.0 or not weight_decay >= 0.0:
+        raise ValueError(f"lr, eps and weight_decay must be >= 0, got {lr}, {eps}, {weight_decay}")
+    return step, lr, beta1, beta2, eps, weight_decay
 
 
 def outputs(name, out, count):

@@ -361,11 +361,6 @@ def adam_step(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8
     dtype, (p, grad, m_, v_) = V.float_arrays(("param", param), ("grad", grad), ("m", m), ("v", v))
     for name, a in (("grad", grad), ("m", m_), ("v", v_)):
         V.same_shape("param", p, name, a)
-    step = V.integer("step", step, 1, 1 << 62)
-    lr, beta1, beta2, eps, weight_decay = (float(a) for a in (lr, beta1, beta2, eps, weight_decay))
-    if not 0.0 <= beta1 < 1.0 or not 0.0 <= beta2 < 1.0:
-        raise ValueError(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
-    if not lr >= 0.0 or not eps >= 0.0 or not weight_decay >= 0.0:
-        raise ValueError(f"lr, eps and weight_decay must be >= 0, got {lr}, {eps}, {weight_decay}")
+    step, lr, beta1, beta2, eps, weight_decay = V.adam_hyper(step, lr, beta1, beta2, eps, weight_decay)
     _core.adam_step(p, grad, m_, v_, step, lr, beta1, beta2, eps, weight_decay)
     return param
