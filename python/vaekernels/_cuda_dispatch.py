@@ -191,13 +191,7 @@ def philox4x32_10(counters, keys):
     mod = _require_device()
     cp = _cupy()
     counters, keys = cp.asarray(counters), cp.asarray(keys)
-    for name, a in (("counters", counters), ("keys", keys)):
-        if a.dtype != np.uint32:
-            raise TypeError(f"{name} must have dtype uint32, got {a.dtype}")
-    if counters.ndim != 2 or counters.shape[1] != 4:
-        raise ValueError(f"counters must have shape (N, 4), got {counters.shape}")
-    if keys.shape != (counters.shape[0], 2):
-        raise ValueError(f"keys must have shape ({counters.shape[0]}, 2), got {keys.shape}")
+    V.philox_args(counters, keys)
     if keys.device.id != counters.device.id:
         raise ValueError(f"keys is on GPU {keys.device.id} but counters is on GPU {counters.device.id}")
     with counters.device:

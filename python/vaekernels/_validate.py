@@ -96,6 +96,17 @@ def output_layout(name, out, shape, dtype):
         raise ValueError(f"{name} must be C-contiguous")
 
 
+def philox_args(counters, keys):
+    """uint32 counters (N, 4) and keys (N, 2) for the raw Philox block function (NumPy or CuPy)."""
+    for name, a in (("counters", counters), ("keys", keys)):
+        if a.dtype != np.uint32:
+            raise TypeError(f"{name} must have dtype uint32, got {a.dtype}")
+    if counters.ndim != 2 or counters.shape[1] != 4:
+        raise ValueError(f"counters must have shape (N, 4), got {counters.shape}")
+    if keys.shape != (counters.shape[0], 2):
+        raise ValueError(f"keys must have shape ({counters.shape[0]}, 2), got {keys.shape}")
+
+
 def adam_hyper(step, lr, beta1, beta2, eps, weight_decay):
     """Validated AdamW hyper-parameters: (step, lr, beta1, beta2, eps, weight_decay)."""
     step = integer("step", step, 1, 1 << 62)

@@ -51,13 +51,7 @@ def philox4x32_10(counters, keys):
                         "not supported")
     counters = np.asarray(counters)
     keys = np.asarray(keys)
-    for name, a in (("counters", counters), ("keys", keys)):
-        if a.dtype != np.uint32:
-            raise TypeError(f"{name} must have dtype uint32, got {a.dtype}")
-    if counters.ndim != 2 or counters.shape[1] != 4:
-        raise ValueError(f"counters must have shape (N, 4), got {counters.shape}")
-    if keys.shape != (counters.shape[0], 2):
-        raise ValueError(f"keys must have shape ({counters.shape[0]}, 2), got {keys.shape}")
+    V.philox_args(counters, keys)
     out = np.empty_like(counters, order="C")
     _core.philox4x32_10(np.ascontiguousarray(counters), np.ascontiguousarray(keys), out)
     return out
