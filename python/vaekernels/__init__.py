@@ -3,17 +3,7 @@
 The kernels (``vaekernels.ops``) are exported here; see ``help(vaekernels.randn)`` etc. for shapes,
 formulas and the random-stream positions each one consumes.
 """
-import os as _os
-
-# OpenMP threads that have finished a kernel spin for a while before sleeping (GNU libgomp: 300,000 spins by
-# default). Next to BLAS's own thread pool, or on a busy machine, those spinning threads steal the cores
-# the other work needs (measured here: a VAE step 10x slower). A short spin keeps back-to-back kernel calls
-# fast and yields the cores soon after. Read by libgomp when it loads, so it must be set before _core is
-# imported; a value the user set (or OMP_WAIT_POLICY) wins.
-if "GOMP_SPINCOUNT" not in _os.environ and "OMP_WAIT_POLICY" not in _os.environ:
-    _os.environ["GOMP_SPINCOUNT"] = "10000"
-
-from . import _core  # noqa: E402
+from . import _core
 from ._cuda_dispatch import cuda_available, cuda_built
 from .ops import *  # noqa: F401,F403
 from .ops import __all__ as _ops_all
