@@ -327,3 +327,16 @@ def test_nan_in_random_kernels_and_adam_stays_local(dtype, rng):
     m, v = np.zeros_like(p), np.zeros_like(p)
     vk.adam_step(p, g, m, v, 1)
     assert np.array_equal(np.isnan(p), only) and np.array_equal(np.isnan(m), only)
+
+
+def test_latent_backward_tiny_upstream_gradient_rounds_once():
+    # dz at the smallest float32 subnormal: the old order (dz * eps) * e^(lv/2) / 2 rounded dz * eps to the
+    # subnormal grid and then multiplied that rounding error by e^(lv/2) / 2 = 16.6 (found by hypothesis).
+    mu = np.zeros(5, np.float32)
+    lv = np.array([0, 0, 7, 0, 0], np.float32)
+    dz = np.full(5, np.finfo(np.float32).smallest_subnormal, np.float32)
+    e = vk.randn(5, 0, 0).astype(np.float64)
+    exact = dz.astype(np.float64) * e * np.exp(lv.astype(np.float64) / 2) / 2
+    _, dlv = vk.latent_backward(dz, mu, lv, 0, 0, kl_weight=0.0)
+    # one rounding to the subnormal grid: within half a unit of the smallest subnormal
+    assert np.all(np.abs(dlv.astype(np.float64) - exact) <= 0.5 * float(np.finfo(np.float32).smallest_subnormal))
