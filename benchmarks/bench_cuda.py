@@ -204,7 +204,8 @@ def bench_mcmc(cp, chains=1024, steps=2000):
     steps and fixed step size (the issue #4 benchmark targets: 2-D banana, step 3.0; 50-D Gaussian with
     Sigma_ij = 0.5^|i-j|, step 0.25). Chain-steps per second; both produce the same draws bit for bit."""
     import time
-    from vaekernels import cuda_mcmc, mcmc
+    from vaekernels import mcmc
+    from vaekernels.mcmc import gpu as cuda_mcmc
     d = 50
     cov = 0.5 ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
     rows = []

@@ -35,6 +35,11 @@ inline unsigned grid_for(int64_t work, int64_t per_block) {
 // Turns the error of the launch just made into an exception (pybind11 maps it to RuntimeError).
 void check_launch(const char* kernel_name);
 
+// Explicit instantiations of a launcher (kernels.hpp) for both element types, in the .cu that defines it.
+#define VK_INSTANTIATE_LAUNCHER(name, Args)                                \
+    template void name<float>(const Args<float>&, cudaStream_t);          \
+    template void name<double>(const Args<double>&, cudaStream_t);
+
 // ---------------------------------------------------------------------------------------------
 // Random numbers, one Philox block per thread
 // ---------------------------------------------------------------------------------------------
@@ -146,6 +151,17 @@ __device__ __forceinline__ void row_map(int64_t rows, int64_t cols, Fn fn) {
 
 // Blocks for a row kernel over `rows` rows.
 inline unsigned grid_rows(int64_t rows) { return grid_for(rows, kRowsPerBlock); }
+
+// The launcher of a row kernel name##_kernel (one 16-lane group per row, grid-strided) and its
+// instantiations; nothing is launched for zero rows.
+#define VK_ROW_LAUNCHER(name, Args)                                    \
+    template <class T>                                                 \
+    void name(const Args<T>& a, cudaStream_t s) {                      \
+        if (a.rows <= 0) return;                                       \
+        name##_kernel<T><<<grid_rows(a.rows), kThreads, 0, s>>>(a);    \
+        check_launch(#name "_kernel");                                 \
+    }                                                                  \
+    VK_INSTANTIATE_LAUNCHER(name, Args)
 
 __device__ __forceinline__ int64_t global_thread() {
     return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;

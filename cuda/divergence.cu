@@ -12,45 +12,45 @@ namespace vk::gpu {
 
 // kl[r] = sum_j 0.5 (mu^2 + e^lv - 1 - lv); mu, lv (rows, cols), kl (rows,)
 template <class T>
-__global__ void kl_standard_normal_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, T* kl) {
-    row_reduce<T>(rows, cols, kl, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        return kl_standard_normal_term(mu[i], lv[i]);
+__global__ void kl_standard_normal_kernel(KlStandardNormalArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.kl, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        return kl_standard_normal_term(a.mu[i], a.logvar[i]);
     });
 }
 
 // dmu = g[r] mu, dlv = g[r] (e^lv - 1) / 2; grad (rows,), the rest (rows, cols)
 template <class T>
-__global__ void kl_standard_normal_backward_kernel(const T* grad, const T* mu, const T* lv, int64_t rows,
-                                                   int64_t cols, T* dmu, T* dlv) {
-    row_map(rows, cols, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        const T g = grad[r];
-        T a, b;
-        kl_standard_normal_grad(mu[i], lv[i], a, b);
-        dmu[i] = g * a;
-        dlv[i] = g * b;
+__global__ void kl_standard_normal_backward_kernel(KlStandardNormalBackwardArgs<T> a) {
+    row_map(a.rows, a.cols, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        const T g = a.grad[r];
+        T x, y;
+        kl_standard_normal_grad(a.mu[i], a.logvar[i], x, y);
+        a.dmu[i] = g * x;
+        a.dlogvar[i] = g * y;
     });
 }
 
 template <class T>
-__global__ void kl_normal_kernel(const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows, int64_t cols,
-                                 T* kl) {
-    row_reduce<T>(rows, cols, kl, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        return kl_normal_term(mq[i], lq[i], mp[i], lp[i]);
+__global__ void kl_normal_kernel(KlNormalArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.kl, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        return kl_normal_term(a.mu_q[i], a.logvar_q[i], a.mu_p[i], a.logvar_p[i]);
     });
 }
 
 template <class T>
-__global__ void kl_normal_backward_kernel(const T* grad, const T* mq, const T* lq, const T* mp, const T* lp,
-                                          int64_t rows, int64_t cols, T* dmq, T* dlq, T* dmp, T* dlp) {
-    row_map(rows, cols, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        const T g = grad[r];
-        T a, b, c, d;
-        kl_normal_grad(mq[i], lq[i], mp[i], lp[i], a, b, c, d);
-        dmq[i] = g * a; dlq[i] = g * b; dmp[i] = g * c; dlp[i] = g * d;
+__global__ void kl_normal_backward_kernel(KlNormalBackwardArgs<T> a) {
+    row_map(a.rows, a.cols, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        const T g = a.grad[r];
+        T g1, g2, g3, g4;
+        kl_normal_grad(a.mu_q[i], a.logvar_q[i], a.mu_p[i], a.logvar_p[i], g1, g2, g3, g4);
+        a.dmu_q[i] = g * g1;
+        a.dlogvar_q[i] = g * g2;
+        a.dmu_p[i] = g * g3;
+        a.dlogvar_p[i] = g * g4;
     });
 }
 
@@ -58,48 +58,10 @@ __global__ void kl_normal_backward_kernel(const T* grad, const T* mq, const T* l
 // launchers
 #if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
-template <class T>
-void kl_standard_normal(const T* mu, const T* lv, int64_t rows, int64_t cols, T* kl, cudaStream_t s) {
-    if (rows <= 0) return;
-    kl_standard_normal_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(mu, lv, rows, cols, kl);
-    check_launch("kl_standard_normal_kernel");
-}
-
-template <class T>
-void kl_standard_normal_backward(const T* grad, const T* mu, const T* lv, int64_t rows, int64_t cols, T* dmu,
-                                 T* dlv, cudaStream_t s) {
-    if (rows <= 0 || cols <= 0) return;
-    kl_standard_normal_backward_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(grad, mu, lv, rows, cols, dmu, dlv);
-    check_launch("kl_standard_normal_backward_kernel");
-}
-
-template <class T>
-void kl_normal(const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows, int64_t cols, T* kl,
-               cudaStream_t s) {
-    if (rows <= 0) return;
-    kl_normal_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(mq, lq, mp, lp, rows, cols, kl);
-    check_launch("kl_normal_kernel");
-}
-
-template <class T>
-void kl_normal_backward(const T* grad, const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows,
-                        int64_t cols, T* dmq, T* dlq, T* dmp, T* dlp, cudaStream_t s) {
-    if (rows <= 0 || cols <= 0) return;
-    kl_normal_backward_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(grad, mq, lq, mp, lp, rows, cols, dmq, dlq,
-                                                                      dmp, dlp);
-    check_launch("kl_normal_backward_kernel");
-}
-
-#define VK_INSTANTIATE(T)                                                                                        \
-    template void kl_standard_normal<T>(const T*, const T*, int64_t, int64_t, T*, cudaStream_t);                  \
-    template void kl_standard_normal_backward<T>(const T*, const T*, const T*, int64_t, int64_t, T*, T*,          \
-                                                 cudaStream_t);                                                   \
-    template void kl_normal<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, cudaStream_t);       \
-    template void kl_normal_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, T*,   \
-                                        T*, T*, T*, cudaStream_t);
-VK_INSTANTIATE(float)
-VK_INSTANTIATE(double)
-#undef VK_INSTANTIATE
+VK_ROW_LAUNCHER(kl_standard_normal, KlStandardNormalArgs)
+VK_ROW_LAUNCHER(kl_standard_normal_backward, KlStandardNormalBackwardArgs)
+VK_ROW_LAUNCHER(kl_normal, KlNormalArgs)
+VK_ROW_LAUNCHER(kl_normal_backward, KlNormalBackwardArgs)
 
 #endif  // !VK_CUDA_EMULATION
 

@@ -15,24 +15,23 @@ namespace vk::gpu {
 // for z would need a separate Philox evaluation per element (columns j, j+16, ... of a thread lie in
 // different blocks), which makes the kernel compute-bound. The second read of mu, lv mostly hits L2.
 template <class T>
-__global__ void latent_forward_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed,
-                                      uint64_t offset, T* z, T* kl) {
-    for_each_random<true, T>(seed, offset, rows * cols, [&](int64_t k, T e) {
-        z[k] = reparameterize_term(mu[k], lv[k], e);
+__global__ void latent_forward_kernel(LatentForwardArgs<T> a) {
+    for_each_random<true, T>(a.seed, a.offset, a.rows * a.cols, [&](int64_t k, T e) {
+        a.z[k] = reparameterize_term(a.mu[k], a.logvar[k], e);
     });
-    row_reduce<T>(rows, cols, kl, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        return kl_standard_normal_term(mu[i], lv[i]);
+    row_reduce<T>(a.rows, a.cols, a.kl, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        return kl_standard_normal_term(a.mu[i], a.logvar[i]);
     });
 }
 
 // Gradient of sum(dz z) + w sum(kl): dmu = dz + w mu, dlv = dz eps e^(lv/2) / 2 + w (e^lv - 1) / 2.
 // All (rows, cols), handled as flat arrays of rows * cols elements, one Philox block per thread.
 template <class T>
-__global__ void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t n, uint64_t seed,
-                                       uint64_t offset, T w, T* dmu, T* dlv) {
-    for_each_random<true, T>(seed, offset, n, [&](int64_t k, T e) {
-        latent_backward_term(dz[k], mu[k], lv[k], e, w, dmu[k], dlv[k]);
+__global__ void latent_backward_kernel(LatentBackwardArgs<T> a) {
+    const T w = T(a.kl_weight);
+    for_each_random<true, T>(a.seed, a.offset, a.rows * a.cols, [&](int64_t k, T e) {
+        latent_backward_term(a.dz[k], a.mu[k], a.logvar[k], e, w, a.dmu[k], a.dlogvar[k]);
     });
 }
 
@@ -41,34 +40,25 @@ __global__ void latent_backward_kernel(const T* dz, const T* mu, const T* lv, in
 #if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 template <class T>
-void latent_forward(const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed, uint64_t offset, T* z,
-                    T* kl, cudaStream_t s) {
-    if (rows <= 0) return;
-    const int64_t n = rows * cols;
-    const unsigned grid_z = n > 0 ? grid_for(blocks_touched<T>(offset, n), kThreads) : 1;
-    const unsigned grid = grid_z > grid_rows(rows) ? grid_z : grid_rows(rows);
-    latent_forward_kernel<T><<<grid, kThreads, 0, s>>>(mu, lv, rows, cols, seed, offset, z, kl);
+void latent_forward(const LatentForwardArgs<T>& a, cudaStream_t s) {
+    if (a.rows <= 0) return;
+    const int64_t n = a.rows * a.cols;
+    const unsigned grid_z = n > 0 ? grid_for(blocks_touched<T>(a.offset, n), kThreads) : 1;
+    const unsigned grid = grid_z > grid_rows(a.rows) ? grid_z : grid_rows(a.rows);
+    latent_forward_kernel<T><<<grid, kThreads, 0, s>>>(a);
     check_launch("latent_forward_kernel");
 }
 
 template <class T>
-void latent_backward(const T* dz, const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed,
-                     uint64_t offset, T kl_weight, T* dmu, T* dlv, cudaStream_t s) {
-    const int64_t n = rows * cols;
+void latent_backward(const LatentBackwardArgs<T>& a, cudaStream_t s) {
+    const int64_t n = a.rows * a.cols;
     if (n <= 0) return;
-    const unsigned grid = grid_for(blocks_touched<T>(offset, n), kThreads);
-    latent_backward_kernel<T><<<grid, kThreads, 0, s>>>(dz, mu, lv, n, seed, offset, kl_weight, dmu, dlv);
+    latent_backward_kernel<T><<<grid_for(blocks_touched<T>(a.offset, n), kThreads), kThreads, 0, s>>>(a);
     check_launch("latent_backward_kernel");
 }
 
-#define VK_INSTANTIATE(T)                                                                                        \
-    template void latent_forward<T>(const T*, const T*, int64_t, int64_t, uint64_t, uint64_t, T*, T*,             \
-                                    cudaStream_t);                                                                \
-    template void latent_backward<T>(const T*, const T*, const T*, int64_t, int64_t, uint64_t, uint64_t, T, T*,   \
-                                     T*, cudaStream_t);
-VK_INSTANTIATE(float)
-VK_INSTANTIATE(double)
-#undef VK_INSTANTIATE
+VK_INSTANTIATE_LAUNCHER(latent_forward, LatentForwardArgs)
+VK_INSTANTIATE_LAUNCHER(latent_backward, LatentBackwardArgs)
 
 #endif  // !VK_CUDA_EMULATION
 

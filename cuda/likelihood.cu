@@ -10,61 +10,61 @@ namespace vk::gpu {
 // ----------------------------------------------------------------------------
 // kernels
 
-// out[r] = sum_j x l - softplus(l); x, logits (rows, cols), out (rows,)
+// log_prob[r] = sum_j x l - softplus(l); x, logits (rows, cols), log_prob (rows,)
 template <class T>
-__global__ void bernoulli_log_prob_kernel(const T* x, const T* logits, int64_t rows, int64_t cols, T* out) {
-    row_reduce<T>(rows, cols, out, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        return bernoulli_log_prob_term(x[i], logits[i]);
+__global__ void bernoulli_log_prob_kernel(BernoulliLogProbArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        return bernoulli_log_prob_term(a.x[i], a.logits[i]);
     });
 }
 
 // ... and dlogits = x - sigmoid(l), (rows, cols)
 template <class T>
-__global__ void bernoulli_log_prob_and_grad_kernel(const T* x, const T* logits, int64_t rows, int64_t cols, T* out,
-                                                   T* dlogits) {
-    row_reduce<T>(rows, cols, out, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
+__global__ void bernoulli_log_prob_and_grad_kernel(BernoulliLogProbAndGradArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
         T d;
-        const T t = bernoulli_log_prob_term_grad(x[i], logits[i], d);
-        dlogits[i] = d;
+        const T t = bernoulli_log_prob_term_grad(a.x[i], a.logits[i], d);
+        a.dlogits[i] = d;
         return t;
     });
 }
 
-// out[r] = -0.5 sum_j (log 2 pi + lv + (x - m)^2 e^-lv)
+// log_prob[r] = -0.5 sum_j (log 2 pi + lv + (x - m)^2 e^-lv)
 template <class T>
-__global__ void normal_log_prob_kernel(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out) {
-    row_reduce<T>(rows, cols, out, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        return normal_log_prob_term(x[i], mean[i], lv[i]);
+__global__ void normal_log_prob_kernel(NormalLogProbArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        return normal_log_prob_term(a.x[i], a.mean[i], a.logvar[i]);
     });
 }
 
 template <class T>
-__global__ void normal_log_prob_and_grad_kernel(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols,
-                                                T* out, T* dmean, T* dlv) {
-    row_reduce<T>(rows, cols, out, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
+__global__ void normal_log_prob_and_grad_kernel(NormalLogProbAndGradArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
         T dm, dl;
-        const T t = normal_log_prob_term_grad(x[i], mean[i], lv[i], dm, dl);
-        dmean[i] = dm;
-        dlv[i] = dl;
+        const T t = normal_log_prob_term_grad(a.x[i], a.mean[i], a.logvar[i], dm, dl);
+        a.dmean[i] = dm;
+        a.dlogvar[i] = dl;
         return t;
     });
 }
 
 template <class T>
-__global__ void standard_normal_log_prob_kernel(const T* z, int64_t rows, int64_t cols, T* out) {
-    row_reduce<T>(rows, cols, out, [&](int64_t r, int64_t j) { return standard_normal_log_prob_term(z[r * cols + j]); });
+__global__ void standard_normal_log_prob_kernel(StandardNormalLogProbArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [&](int64_t r, int64_t j) {
+        return standard_normal_log_prob_term(a.z[r * a.cols + j]);
+    });
 }
 
 template <class T>
-__global__ void standard_normal_log_prob_and_grad_kernel(const T* z, int64_t rows, int64_t cols, T* out, T* dz) {
-    row_reduce<T>(rows, cols, out, [&](int64_t r, int64_t j) {
-        const int64_t i = r * cols + j;
-        const T v = z[i];
-        dz[i] = -v;
+__global__ void standard_normal_log_prob_and_grad_kernel(StandardNormalLogProbAndGradArgs<T> a) {
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        const T v = a.z[i];
+        a.dz[i] = -v;
         return standard_normal_log_prob_term(v);
     });
 }
@@ -73,61 +73,12 @@ __global__ void standard_normal_log_prob_and_grad_kernel(const T* z, int64_t row
 // launchers
 #if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
-template <class T>
-void bernoulli_log_prob(const T* x, const T* logits, int64_t rows, int64_t cols, T* out, cudaStream_t s) {
-    if (rows <= 0) return;
-    bernoulli_log_prob_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(x, logits, rows, cols, out);
-    check_launch("bernoulli_log_prob_kernel");
-}
-
-template <class T>
-void bernoulli_log_prob_and_grad(const T* x, const T* logits, int64_t rows, int64_t cols, T* out, T* dlogits,
-                                 cudaStream_t s) {
-    if (rows <= 0) return;
-    bernoulli_log_prob_and_grad_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(x, logits, rows, cols, out, dlogits);
-    check_launch("bernoulli_log_prob_and_grad_kernel");
-}
-
-template <class T>
-void normal_log_prob(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out, cudaStream_t s) {
-    if (rows <= 0) return;
-    normal_log_prob_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(x, mean, lv, rows, cols, out);
-    check_launch("normal_log_prob_kernel");
-}
-
-template <class T>
-void normal_log_prob_and_grad(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out, T* dmean,
-                              T* dlv, cudaStream_t s) {
-    if (rows <= 0) return;
-    normal_log_prob_and_grad_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(x, mean, lv, rows, cols, out, dmean, dlv);
-    check_launch("normal_log_prob_and_grad_kernel");
-}
-
-template <class T>
-void standard_normal_log_prob(const T* z, int64_t rows, int64_t cols, T* out, cudaStream_t s) {
-    if (rows <= 0) return;
-    standard_normal_log_prob_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(z, rows, cols, out);
-    check_launch("standard_normal_log_prob_kernel");
-}
-
-template <class T>
-void standard_normal_log_prob_and_grad(const T* z, int64_t rows, int64_t cols, T* out, T* dz, cudaStream_t s) {
-    if (rows <= 0) return;
-    standard_normal_log_prob_and_grad_kernel<T><<<grid_rows(rows), kThreads, 0, s>>>(z, rows, cols, out, dz);
-    check_launch("standard_normal_log_prob_and_grad_kernel");
-}
-
-#define VK_INSTANTIATE(T)                                                                                        \
-    template void bernoulli_log_prob<T>(const T*, const T*, int64_t, int64_t, T*, cudaStream_t);                  \
-    template void bernoulli_log_prob_and_grad<T>(const T*, const T*, int64_t, int64_t, T*, T*, cudaStream_t);      \
-    template void normal_log_prob<T>(const T*, const T*, const T*, int64_t, int64_t, T*, cudaStream_t);           \
-    template void normal_log_prob_and_grad<T>(const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*,         \
-                                              cudaStream_t);                                                      \
-    template void standard_normal_log_prob<T>(const T*, int64_t, int64_t, T*, cudaStream_t);                      \
-    template void standard_normal_log_prob_and_grad<T>(const T*, int64_t, int64_t, T*, T*, cudaStream_t);
-VK_INSTANTIATE(float)
-VK_INSTANTIATE(double)
-#undef VK_INSTANTIATE
+VK_ROW_LAUNCHER(bernoulli_log_prob, BernoulliLogProbArgs)
+VK_ROW_LAUNCHER(bernoulli_log_prob_and_grad, BernoulliLogProbAndGradArgs)
+VK_ROW_LAUNCHER(normal_log_prob, NormalLogProbArgs)
+VK_ROW_LAUNCHER(normal_log_prob_and_grad, NormalLogProbAndGradArgs)
+VK_ROW_LAUNCHER(standard_normal_log_prob, StandardNormalLogProbArgs)
+VK_ROW_LAUNCHER(standard_normal_log_prob_and_grad, StandardNormalLogProbAndGradArgs)
 
 #endif  // !VK_CUDA_EMULATION
 

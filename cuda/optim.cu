@@ -1,21 +1,19 @@
-// optim.cu: the fused AdamW step, in place on param, m and v (the update of gaussian.hpp, adam_update).
+// optim.cu: the fused AdamW step, in place on param, m and v (the update of vaekernels/adam.hpp).
 #include "common.cuh"
-#include "vaekernels/gaussian.hpp"
+#include "vaekernels/adam.hpp"
 
 namespace vk::gpu {
 
 // ----------------------------------------------------------------------------
 // kernels
 
-// Hyper-parameters arrive already rounded to T, exactly as the CPU kernel rounds them (cpp/src/kernels.cpp,
-// adam_step_kernel): 1 - beta in double, then to T.
+// The constants arrive rounded to T on the host exactly as the CPU kernel rounds them (AdamConstants).
 template <class T>
-__global__ void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, T omb1, T b2, T omb2, T eps, T decay,
-                                 T step, T inv_bc2) {
-    for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-        T pi = p[i], mi = m[i], vi = v[i];
-        adam_update(pi, g[i], mi, vi, b1, omb1, b2, omb2, eps, decay, step, inv_bc2);
-        p[i] = pi; m[i] = mi; v[i] = vi;
+__global__ void adam_step_kernel(AdamStepArgs<T> a, AdamConstants<T> c) {
+    for (int64_t i = global_thread(); i < a.n; i += grid_threads()) {
+        T p = a.param[i], m = a.m[i], v = a.v[i];
+        adam_update(p, a.grad[i], m, v, c);
+        a.param[i] = p; a.m[i] = m; a.v[i] = v;
     }
 }
 
@@ -24,16 +22,15 @@ __global__ void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, T b1, 
 #if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
 
 template <class T>
-void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, const cpu::AdamHyper& h, cudaStream_t s) {
-    if (n <= 0) return;
-    adam_step_kernel<T><<<grid_for(n, kThreads), kThreads, 0, s>>>(
-        param, grad, m, v, n, T(h.beta1), T(1.0 - h.beta1), T(h.beta2), T(1.0 - h.beta2), T(h.eps), T(h.decay_factor),
-        T(h.step_size), T(h.inv_bc2_sqrt));
+void adam_step(const AdamStepArgs<T>& a, cudaStream_t s) {
+    if (a.n <= 0) return;
+    const AdamConstants<T> c =
+        AdamConstants<T>::from(AdamHyper::make(a.step, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay));
+    adam_step_kernel<T><<<grid_for(a.n, kThreads), kThreads, 0, s>>>(a, c);
     check_launch("adam_step_kernel");
 }
 
-template void adam_step<float>(float*, const float*, float*, float*, int64_t, const cpu::AdamHyper&, cudaStream_t);
-template void adam_step<double>(double*, const double*, double*, double*, int64_t, const cpu::AdamHyper&, cudaStream_t);
+VK_INSTANTIATE_LAUNCHER(adam_step, AdamStepArgs)
 
 #endif  // !VK_CUDA_EMULATION
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import vaekernels as vk
-from vaekernels import reference as R
+from vaekernels.testing import reference as R
 
 FLOATS = (np.float32, np.float64)
 LD = np.longdouble

@@ -1,4 +1,4 @@
-"""adam_step against the NumPy AdamW in vaekernels.reference (float32 and float64) and, when installed,
+"""adam_step against the NumPy AdamW in vaekernels.testing.reference (float32 and float64) and, when installed,
 torch.optim.AdamW in float64 over several steps."""
 import numpy as np
 import pytest

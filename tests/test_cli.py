@@ -41,7 +41,7 @@ def test_demo_end_to_end(tmp_path):
 def test_run_demo_returns_model_and_summary(tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    from vaekernels.demo import run_demo
+    from vaekernels.cli.demo import run_demo
     lines = []
     summary, model, data = run_demo(tmp_path, epochs=1, k=10, progress=False, print_fn=lines.append)
     assert model.epoch == 1 and summary["n_params"] == model.n_params
@@ -96,7 +96,7 @@ def test_eval_rejects_a_corrupt_checkpoint(tmp_path, capsys):
 
 
 def test_default_and_bench_commands_run_the_kernel_demo(monkeypatch):
-    import vaekernels.bench as bench
+    import vaekernels.cli.tour as bench
     calls = []
     monkeypatch.setattr(bench, "kernel_demo", lambda *a, **k: calls.append(1))
     assert cli.main([]) == 0

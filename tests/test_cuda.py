@@ -1,4 +1,4 @@
-"""The CUDA backend (cuda/, vaekernels._cuda, the CuPy dispatch in ops).
+"""The CUDA backend (cuda/, vaekernels._cuda, the device side of vaekernels.kernels).
 
 Always run (no GPU needed): cuda_built() reflects the build; without a device every GPU path raises
 RuntimeError("no CUDA device ...") instead of crashing; mixing host and device arrays is a TypeError
@@ -23,14 +23,14 @@ import pytest
 
 from conftest import FLOATS, assert_bitwise, run_python, vk
 
-from vaekernels import _cuda_dispatch as G
+from vaekernels.kernels import cuda as G
 
 
 def _gpu_skip_reason():
     if not vk.cuda_built():
         return "vaekernels was built without its CUDA extension (no nvcc at build time)"
     if not vk.cuda_available():
-        return f"no usable CUDA device here: {G._module().device_error()}"
+        return f"no usable CUDA device here: {G.module().device_error()}"
     if importlib.util.find_spec("cupy") is None:
         return "CuPy is not installed (pip install vaekernels[cuda])"
     return None
@@ -114,8 +114,8 @@ def test_cuda_is_built_when_nvcc_is_present():
 def test_cuda_available_is_false_without_a_device():
     assert vk.cuda_available() is False
     if vk.cuda_built():
-        assert G._module().device_count() == 0
-        assert G._module().device_error().startswith("no CUDA device")
+        assert G.module().device_count() == 0
+        assert G.module().device_error().startswith("no CUDA device")
 
 
 @no_device
@@ -142,7 +142,7 @@ def test_random_on_device_raises_no_cuda_device(call):
 def test_extension_launchers_raise_runtime_error_without_device(mod):
     """The raw module refuses too: the launch fails in the runtime (no device) before any pointer is used.
     Zero-size calls return before launching, so they succeed even here."""
-    k = getattr(G._module(), mod)
+    k = getattr(G.module(), mod)
     p = 0x10000
     launches = [
         lambda n: k.randn(p, n, 1, 0, 0), lambda n: k.rand(p, n, 1, 0, 0),
@@ -160,9 +160,9 @@ def test_extension_launchers_raise_runtime_error_without_device(mod):
         assert launch(0) is None
         with pytest.raises(RuntimeError, match="no CUDA device"):
             launch(8)
-    assert G._module().philox4x32_10(p, p, 0, p, 0) is None
+    assert G.module().philox4x32_10(p, p, 0, p, 0) is None
     with pytest.raises(RuntimeError, match="no CUDA device"):
-        G._module().philox4x32_10(p, p, 8, p, 0)
+        G.module().philox4x32_10(p, p, 8, p, 0)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -557,7 +557,7 @@ def sim(monkeypatch):
         pytest.skip("the CUDA extension is not built: its signatures are what the simulation checks")
     import sys
     from vaekernels import _core
-    real = G._module()
+    real = G.module()
     monkeypatch.setattr(G, "_module", lambda: _sim_extension(real, _core))
     monkeypatch.setattr(G, "_device_seen", False)
     monkeypatch.setitem(sys.modules, "cupy", _sim_cupy())
@@ -634,7 +634,7 @@ def test_simulated_device_random_adam_philox_and_out(sim, rng, dtype):
 
 
 # -------------------------------------------------------------------------------------------------
-# The batched MH step (cuda/mcmc.cu, vaekernels.cuda_mcmc)
+# The batched MH step (cuda/mcmc.cu, vaekernels.mcmc.gpu)
 # -------------------------------------------------------------------------------------------------
 def _mcmc_targets():
     from vaekernels import mcmc
@@ -651,7 +651,7 @@ def _mcmc_targets():
 @no_device
 @pytest.mark.skipif(importlib.util.find_spec("vaekernels.mcmc") is None, reason="vaekernels.mcmc is not present")
 def test_mh_step_without_device_raises_no_cuda_device():
-    from vaekernels import cuda_mcmc
+    from vaekernels.mcmc import gpu as cuda_mcmc
     target, _ = _mcmc_targets()["banana"]
     with pytest.raises(RuntimeError, match="no CUDA device"):
         cuda_mcmc.DeviceTarget(target)
@@ -664,7 +664,8 @@ def test_mh_step_without_device_raises_no_cuda_device():
 def test_mh_steps_match_the_cpu_sampler(cp, name):
     """K GPU steps with a fixed step size from x0 equal the CPU sampler's first K draws (n_warmup=0), bit for
     bit: same stream positions, proposal arithmetic, target density and accept rule."""
-    from vaekernels import cuda_mcmc, mcmc
+    from vaekernels import mcmc
+    from vaekernels.mcmc import gpu as cuda_mcmc
     target, step = _mcmc_targets()[name]
     chains, K, seed, offset = 300, 25, 2024, 7
     x0 = np.random.default_rng(1).standard_normal((chains, target.dim))
@@ -688,9 +689,9 @@ def test_mh_steps_match_the_cpu_sampler(cp, name):
 def test_simulated_device_mh_step_passes_what_the_extension_expects(sim, monkeypatch, name):
     """cuda_mcmc hands the extension its arguments in the order of the real signatures: each recorded call
     is bound by the real parameter names and checked field by field."""
-    from vaekernels import cuda_mcmc
+    from vaekernels.mcmc import gpu as cuda_mcmc
     import sys
-    ext = G._module()
+    ext = G.module()
     calls = []
 
     def recorder(fn_name):

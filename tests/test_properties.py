@@ -1,5 +1,5 @@
 """Hypothesis property tests: random shapes (zero-size, 1-D, 3-D batches, rows across the 16 reduction
-lanes) and values against vaekernels.reference, and the stream contract for random (seed, offset, n).
+lanes) and values against vaekernels.testing.reference, and the stream contract for random (seed, offset, n).
 
 Tolerance: forward-error bounds from magnitudes. A row sum of D terms, each computed to a few ulp (exp/log
 <= 2-4 ulp, test_math.py) and summed in 16 lanes + a 4-level tree (at most D/16 + 4 roundings per lane

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 import vaekernels as vk
-from vaekernels import reference as R
+from vaekernels.testing import reference as R
 
 LD = np.longdouble
 

@@ -1,9 +1,8 @@
 // common.hpp: shared helpers for the _core bindings: typed array aliases, shape checks that raise
 // ValueError naming the argument, and the (float, double) registration helper.
 //
-// The Python layer (python/vaekernels/ops.py) validates dtypes, makes inputs contiguous and allocates
-// outputs; these checks are the last line of defence so that a direct call into _core can never read or
-// write out of bounds.
+// The Python layer validates dtypes, makes inputs contiguous and allocates outputs; these checks are the
+// last line of defence so that a direct call into _core can never read or write out of bounds.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -53,7 +52,5 @@ T* writable(Arr<T>& a, const char* name) {
     if (!a.writeable()) throw py::value_error(std::string(name) + " is read-only");
     return a.mutable_data();
 }
-
-template <class T> const cpu::KernelTable<T>& kt() { return cpu::table<T>(cpu::kernels()); }
 
 }  // namespace vk::bind

@@ -1,13 +1,11 @@
-// module.cpp: assembles the _core extension from the per-area registration functions.
+// module.cpp: assembles the _core extension: the kernels of the table (register_kernels.cpp), the MCMC
+// sampler (register_mcmc.cpp) and the build's SIMD / OpenMP facts.
 #include <pybind11/stl.h>
 
 #include "common.hpp"
 
 namespace vk::bind {
-void register_random(py::module_& m);
-void register_divergence(py::module_& m);
-void register_likelihood(py::module_& m);
-void register_optim(py::module_& m);
+void register_kernels(py::module_& m);
 void register_mcmc(py::module_& m);
 }  // namespace vk::bind
 
@@ -22,9 +20,6 @@ PYBIND11_MODULE(_core, m) {
 #else
     m.attr("openmp") = false;
 #endif
-    vk::bind::register_random(m);
-    vk::bind::register_divergence(m);
-    vk::bind::register_likelihood(m);
-    vk::bind::register_optim(m);
+    vk::bind::register_kernels(m);
     vk::bind::register_mcmc(m);
 }

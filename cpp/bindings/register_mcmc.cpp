@@ -158,8 +158,7 @@ void register_mcmc(py::module_& m) {
              Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc) {
               Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
               if (r.cfg.dim < 2) throw py::value_error("Banana needs dim >= 2");
-              const double log_norm = -std::log(sigma1) - 0.5 * static_cast<double>(r.cfg.dim) * kLog2Pi;
-              const BananaParams p{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1, log_norm, r.cfg.dim};
+              const BananaParams p = make_banana_params(b, sigma1, r.cfg.dim);
               py::gil_scoped_release nogil;
               mc::table().run_banana(p, r.cfg, r.out);
           },
@@ -173,8 +172,7 @@ void register_mcmc(py::module_& m) {
               const Rows xs = rows_of(X, "X");
               if (xs.cols != r.cfg.dim) throw py::value_error("X must have dim columns");
               vector_of(y, "y", xs.rows);
-              const double log_norm = -static_cast<double>(r.cfg.dim) * (std::log(prior_scale) + 0.5 * kLog2Pi);
-              const LogisticParams p{X.data(), y.data(), xs.rows, r.cfg.dim, 0.5 / (prior_scale * prior_scale), log_norm};
+              const LogisticParams p = make_logistic_params(X.data(), y.data(), xs.rows, r.cfg.dim, prior_scale);
               py::gil_scoped_release nogil;
               mc::table().run_logistic(p, r.cfg, r.out);
           },

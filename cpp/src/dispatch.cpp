@@ -80,8 +80,11 @@ const Kernels& kernels() {
     return k;
 }
 
-void philox4x32_10(const uint32_t* counters, const uint32_t* keys, int64_t n, uint32_t* out) {
-    for (int64_t i = 0; i < n; ++i) {
+void philox4x32_10(const Philox4x32_10Args& a) {
+    const uint32_t* counters = a.counters;
+    const uint32_t* keys = a.keys;
+    uint32_t* out = a.out;
+    for (int64_t i = 0; i < a.n; ++i) {
         uint32_t c0 = counters[4 * i], c1 = counters[4 * i + 1], c2 = counters[4 * i + 2], c3 = counters[4 * i + 3];
         Philox4x32x10::block(c0, c1, c2, c3, keys[2 * i], keys[2 * i + 1]);
         out[4 * i] = c0; out[4 * i + 1] = c1; out[4 * i + 2] = c2; out[4 * i + 3] = c3;

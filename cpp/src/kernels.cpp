@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "vaekernels/adam.hpp"
 #include "vaekernels/gaussian.hpp"
 #include "vaekernels/random.hpp"
 
@@ -175,22 +176,33 @@ void uniform_fill(uint64_t seed, uint64_t pos, int64_t n, double* out) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kernels
+// Kernels: one per entry of the kernel table, each taking its argument record (kernel_args.hpp).
+// Pointers are copied into locals first: inside an OpenMP outlined body, members of a captured record are
+// loads that the stores might alias, and GCC then refuses to vectorise ("complicated access pattern").
 // ---------------------------------------------------------------------------------------------
 template <class T>
-void randn_kernel(uint64_t seed, uint64_t offset, int64_t n, T* out) {
-    elementwise(n, [&](int64_t b, int64_t len) { normal_fill(seed, offset + b, len, out + b); });
+void randn_kernel(const RandnArgs<T>& a) {
+    const uint64_t seed = a.seed, offset = a.offset;
+    T* out = a.out;
+    elementwise(a.n, [=](int64_t b, int64_t len) { normal_fill(seed, offset + b, len, out + b); });
 }
 
 template <class T>
-void rand_kernel(uint64_t seed, uint64_t offset, int64_t n, T* out) {
-    elementwise(n, [&](int64_t b, int64_t len) { uniform_fill(seed, offset + b, len, out + b); });
+void rand_kernel(const RandArgs<T>& a) {
+    const uint64_t seed = a.seed, offset = a.offset;
+    T* out = a.out;
+    elementwise(a.n, [=](int64_t b, int64_t len) { uniform_fill(seed, offset + b, len, out + b); });
 }
 
+// z[s, i] = mu[i] + exp(lv[i]/2) eps[offset + s n + i], s < n_samples, i < n.
 template <class T>
-void reparameterize_kernel(const T* mu, const T* lv, int64_t n, int64_t n_samples, uint64_t seed,
-                           uint64_t offset, T* z) {
-    elementwise(n * n_samples, [&](int64_t b, int64_t len) {
+void reparameterize_kernel(const ReparameterizeArgs<T>& a) {
+    const T* mu = a.mu;
+    const T* lv = a.logvar;
+    T* z = a.z;
+    const int64_t n = a.n;
+    const uint64_t seed = a.seed, offset = a.offset;
+    elementwise(n * a.n_samples, [=](int64_t b, int64_t len) {
         alignas(64) T eps[kChunk];
         normal_fill(seed, offset + b, len, eps);
         // A chunk may straddle two samples: i runs over the flat (sample, element) index.
@@ -210,18 +222,22 @@ void reparameterize_kernel(const T* mu, const T* lv, int64_t n, int64_t n_sample
 }
 
 template <class T>
-void kl_standard_normal_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, T* kl) {
-    row_reduce<T>(rows, cols, kl, [&](int64_t b, int64_t n, T* t) {
+void kl_standard_normal_kernel(const KlStandardNormalArgs<T>& a) {
+    const T* mu = a.mu;
+    const T* lv = a.logvar;
+    row_reduce<T>(a.rows, a.cols, a.kl, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) t[j] = kl_standard_normal_term(mu[b + j], lv[b + j]);
     });
 }
 
-// The row loops below copy every pointer into a local first: inside an OpenMP outlined body the shared
-// pointers are loads from the captured-variable block, which the stores might alias, and GCC then refuses
-// to vectorise ("complicated access pattern").
 template <class T>
-void kl_standard_normal_backward_kernel(const T* grad, const T* mu, const T* lv, int64_t rows, int64_t cols,
-                                        T* dmu, T* dlv) {
+void kl_standard_normal_backward_kernel(const KlStandardNormalBackwardArgs<T>& a) {
+    const T* grad = a.grad;
+    const T* mu = a.mu;
+    const T* lv = a.logvar;
+    T* dmu = a.dmu;
+    T* dlv = a.dlogvar;
+    const int64_t rows = a.rows, cols = a.cols;
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
         const T g = grad[r];
@@ -230,17 +246,21 @@ void kl_standard_normal_backward_kernel(const T* grad, const T* mu, const T* lv,
         T* __restrict o1 = dmu + r * cols;
         T* __restrict o2 = dlv + r * cols;
         for (int64_t j = 0; j < cols; ++j) {
-            T a, b;
-            kl_standard_normal_grad(m[j], l[j], a, b);
-            o1[j] = g * a;
-            o2[j] = g * b;
+            T x, y;
+            kl_standard_normal_grad(m[j], l[j], x, y);
+            o1[j] = g * x;
+            o2[j] = g * y;
         }
     }
 }
 
 template <class T>
-void kl_normal_kernel(const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows, int64_t cols, T* kl) {
-    row_reduce<T>(rows, cols, kl, [&](int64_t b, int64_t n, T* t) {
+void kl_normal_kernel(const KlNormalArgs<T>& a) {
+    const T* mq = a.mu_q;
+    const T* lq = a.logvar_q;
+    const T* mp = a.mu_p;
+    const T* lp = a.logvar_p;
+    row_reduce<T>(a.rows, a.cols, a.kl, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) t[j] = kl_normal_term(mq[b + j], lq[b + j], mp[b + j], lp[b + j]);
     });
 }
@@ -258,56 +278,71 @@ void kl_normal_backward_row(T g, const T* __restrict a, const T* __restrict b, c
 }
 
 template <class T>
-void kl_normal_backward_kernel(const T* grad, const T* mq, const T* lq, const T* mp, const T* lp, int64_t rows,
-                               int64_t cols, T* dmq, T* dlq, T* dmp, T* dlp) {
+void kl_normal_backward_kernel(const KlNormalBackwardArgs<T>& a) {
+    const int64_t rows = a.rows, cols = a.cols;
 #pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t o = r * cols;
-        kl_normal_backward_row(grad[r], mq + o, lq + o, mp + o, lp + o, cols, dmq + o, dlq + o, dmp + o, dlp + o);
+        kl_normal_backward_row(a.grad[r], a.mu_q + o, a.logvar_q + o, a.mu_p + o, a.logvar_p + o, cols,
+                               a.dmu_q + o, a.dlogvar_q + o, a.dmu_p + o, a.dlogvar_p + o);
     }
 }
 
 template <class T>
-void bernoulli_log_prob_kernel(const T* x, const T* logits, int64_t rows, int64_t cols, T* out) {
-    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+void bernoulli_log_prob_kernel(const BernoulliLogProbArgs<T>& a) {
+    const T* x = a.x;
+    const T* logits = a.logits;
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) t[j] = bernoulli_log_prob_term(x[b + j], logits[b + j]);
     });
 }
 
 template <class T>
-void bernoulli_log_prob_and_grad_kernel(const T* x, const T* logits, int64_t rows, int64_t cols, T* out,
-                                        T* dlogits) {
-    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+void bernoulli_log_prob_and_grad_kernel(const BernoulliLogProbAndGradArgs<T>& a) {
+    const T* x = a.x;
+    const T* logits = a.logits;
+    T* dlogits = a.dlogits;
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) t[j] = bernoulli_log_prob_term_grad(x[b + j], logits[b + j], dlogits[b + j]);
     });
 }
 
 template <class T>
-void normal_log_prob_kernel(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out) {
-    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+void normal_log_prob_kernel(const NormalLogProbArgs<T>& a) {
+    const T* x = a.x;
+    const T* mean = a.mean;
+    const T* lv = a.logvar;
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) t[j] = normal_log_prob_term(x[b + j], mean[b + j], lv[b + j]);
     });
 }
 
 template <class T>
-void normal_log_prob_and_grad_kernel(const T* x, const T* mean, const T* lv, int64_t rows, int64_t cols, T* out,
-                                     T* dmean, T* dlv) {
-    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+void normal_log_prob_and_grad_kernel(const NormalLogProbAndGradArgs<T>& a) {
+    const T* x = a.x;
+    const T* mean = a.mean;
+    const T* lv = a.logvar;
+    T* dmean = a.dmean;
+    T* dlv = a.dlogvar;
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j)
             t[j] = normal_log_prob_term_grad(x[b + j], mean[b + j], lv[b + j], dmean[b + j], dlv[b + j]);
     });
 }
 
 template <class T>
-void standard_normal_log_prob_kernel(const T* z, int64_t rows, int64_t cols, T* out) {
-    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+void standard_normal_log_prob_kernel(const StandardNormalLogProbArgs<T>& a) {
+    const T* z = a.z;
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) t[j] = standard_normal_log_prob_term(z[b + j]);
     });
 }
 
 template <class T>
-void standard_normal_log_prob_and_grad_kernel(const T* z, int64_t rows, int64_t cols, T* out, T* dz) {
-    row_reduce<T>(rows, cols, out, [&](int64_t b, int64_t n, T* t) {
+void standard_normal_log_prob_and_grad_kernel(const StandardNormalLogProbAndGradArgs<T>& a) {
+    const T* z = a.z;
+    T* dz = a.dz;
+    row_reduce<T>(a.rows, a.cols, a.log_prob, [=](int64_t b, int64_t n, T* t) {
         for (int64_t j = 0; j < n; ++j) {
             t[j] = standard_normal_log_prob_term(z[b + j]);
             dz[b + j] = -z[b + j];
@@ -317,9 +352,12 @@ void standard_normal_log_prob_and_grad_kernel(const T* z, int64_t rows, int64_t 
 
 // z = mu + e^(lv/2) eps and kl = KL(q || N(0, I)) per row, in one pass; eps never leaves L1.
 template <class T>
-void latent_forward_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed, uint64_t offset,
-                           T* z, T* kl) {
-    row_reduce<T>(rows, cols, kl, [&](int64_t b, int64_t n, T* t) {
+void latent_forward_kernel(const LatentForwardArgs<T>& a) {
+    const T* mu = a.mu;
+    const T* lv = a.logvar;
+    T* z = a.z;
+    const uint64_t seed = a.seed, offset = a.offset;
+    row_reduce<T>(a.rows, a.cols, a.kl, [=](int64_t b, int64_t n, T* t) {
         alignas(64) T eps[kChunk];
         normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
         for (int64_t j = 0; j < n; ++j) {
@@ -332,9 +370,15 @@ void latent_forward_kernel(const T* mu, const T* lv, int64_t rows, int64_t cols,
 
 // Gradient of sum(dz * z) + w sum(kl) with eps regenerated from (seed, offset) (latent_backward_term).
 template <class T>
-void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t rows, int64_t cols, uint64_t seed,
-                            uint64_t offset, T w, T* dmu, T* dlv) {
-    elementwise(rows * cols, [&](int64_t b, int64_t n) {
+void latent_backward_kernel(const LatentBackwardArgs<T>& a) {
+    const T* dz = a.dz;
+    const T* mu = a.mu;
+    const T* lv = a.logvar;
+    T* dmu = a.dmu;
+    T* dlv = a.dlogvar;
+    const uint64_t seed = a.seed, offset = a.offset;
+    const T w = T(a.kl_weight);
+    elementwise(a.rows * a.cols, [=](int64_t b, int64_t n) {
         alignas(64) T eps[kChunk];
         normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
         for (int64_t j = 0; j < n; ++j) latent_backward_term(dz[b + j], mu[b + j], lv[b + j], eps[j], w, dmu[b + j], dlv[b + j]);
@@ -342,36 +386,25 @@ void latent_backward_kernel(const T* dz, const T* mu, const T* lv, int64_t rows,
 }
 
 template <class T>
-void adam_step_kernel(T* p, const T* g, T* m, T* v, int64_t n, const cpu::AdamHyper& h) {
-    const T b1 = T(h.beta1), b2 = T(h.beta2), eps = T(h.eps), decay = T(h.decay_factor);
-    const T step = T(h.step_size), inv_bc2 = T(h.inv_bc2_sqrt);
-    const T omb1 = T(1.0 - h.beta1), omb2 = T(1.0 - h.beta2);
+void adam_step_kernel(const AdamStepArgs<T>& a) {
+    const AdamConstants<T> c =
+        AdamConstants<T>::from(AdamHyper::make(a.step, a.lr, a.beta1, a.beta2, a.eps, a.weight_decay));
+    T* p = a.param;
+    const T* g = a.grad;
+    T* m = a.m;
+    T* v = a.v;
     // Captured by value: by-reference captures make the pointers themselves loads that the stores might alias.
-    elementwise(n, [=](int64_t b, int64_t len) {
-        for (int64_t j = b; j < b + len; ++j)
-            adam_update(p[j], g[j], m[j], v[j], b1, omb1, b2, omb2, eps, decay, step, inv_bc2);
+    elementwise(a.n, [=](int64_t b, int64_t len) {
+        for (int64_t j = b; j < b + len; ++j) adam_update(p[j], g[j], m[j], v[j], c);
     });
 }
 
 template <class T>
 cpu::KernelTable<T> make_table() {
     cpu::KernelTable<T> t;
-    t.randn = randn_kernel<T>;
-    t.rand = rand_kernel<T>;
-    t.reparameterize = reparameterize_kernel<T>;
-    t.kl_standard_normal = kl_standard_normal_kernel<T>;
-    t.kl_standard_normal_backward = kl_standard_normal_backward_kernel<T>;
-    t.kl_normal = kl_normal_kernel<T>;
-    t.kl_normal_backward = kl_normal_backward_kernel<T>;
-    t.bernoulli_log_prob = bernoulli_log_prob_kernel<T>;
-    t.bernoulli_log_prob_and_grad = bernoulli_log_prob_and_grad_kernel<T>;
-    t.normal_log_prob = normal_log_prob_kernel<T>;
-    t.normal_log_prob_and_grad = normal_log_prob_and_grad_kernel<T>;
-    t.standard_normal_log_prob = standard_normal_log_prob_kernel<T>;
-    t.standard_normal_log_prob_and_grad = standard_normal_log_prob_and_grad_kernel<T>;
-    t.latent_forward = latent_forward_kernel<T>;
-    t.latent_backward = latent_backward_kernel<T>;
-    t.adam_step = adam_step_kernel<T>;
+#define VK_KERNEL_ENTRY(name, Args) t.name = name##_kernel<T>;
+    VK_FLOAT_KERNELS(VK_KERNEL_ENTRY)
+#undef VK_KERNEL_ENTRY
     return t;
 }
 

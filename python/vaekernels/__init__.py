@@ -1,12 +1,14 @@
 """vaekernels: fused C++/CUDA kernels for variational autoencoders and MCMC.
 
-The kernels (``vaekernels.ops``) are exported here; see ``help(vaekernels.randn)`` etc. for shapes,
-formulas and the random-stream positions each one consumes.
+The kernels (``vaekernels.kernels``) are exported here; see ``help(vaekernels.randn)`` etc. for shapes,
+formulas and the random-stream positions each one consumes. Areas: ``random`` (streams and keys),
+``nn`` (layers with hand-written backward passes), ``VAE`` (``vaekernels.vae``), ``mcmc``, ``datasets``;
+``vaekernels.testing`` holds the independent NumPy reference used by the tests and benchmarks.
 """
 from . import _core
-from ._cuda_dispatch import cuda_available, cuda_built
-from .ops import *  # noqa: F401,F403
-from .ops import __all__ as _ops_all
+from .kernels import *  # noqa: F401,F403
+from .kernels import __all__ as _kernels_all
+from . import random  # noqa: E402
 from . import datasets, nn  # noqa: E402  (the VAE layer, built on the kernels above)
 from .vae import VAE  # noqa: E402
 from . import mcmc  # noqa: E402  (batched Metropolis-Hastings)
@@ -24,5 +26,5 @@ def simd_level():
     return _core.simd_level
 
 
-__all__ = list(_ops_all) + ["simd_levels", "simd_level", "cuda_built", "cuda_available", "__version__",
-                              "VAE", "datasets", "nn"]
+__all__ = [n for n in _kernels_all if n not in ("KERNELS", "BY_NAME")] + [
+    "simd_levels", "simd_level", "__version__", "VAE", "datasets", "nn", "mcmc", "random"]

@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from . import _validate as V
-from . import ops
+from . import kernels as ops
+from .kernels import validate as V
 
 __all__ = ["load_digits", "load_mnist", "read_idx", "binarize", "permutation", "train_test_split"]
 
@@ -135,9 +135,9 @@ def binarize(X, seed, offset=0, out=None):
 
     X: float array with values in [0, 1]. Consumes stream positions offset .. offset + X.size - 1.
     Returns an array of X's dtype (or fills ``out``)."""
-    dtype, (X,) = V.float_arrays(("X", X))
-    u = ops.rand(X.shape, seed, offset, dtype)
-    out = V.output("out", out, X.shape, dtype)
+    X = V.float_array("X", X)
+    u = ops.rand(X.shape, seed, offset, X.dtype)
+    out = V.host_output("out", out, X.shape, X.dtype)
     return np.less(u, X, out=out)
 
 

@@ -125,18 +125,4 @@ VK_HD T reparameterize_term(T mu, T lv, T eps) {
     return mu + vexp(T(0.5) * lv) * eps;
 }
 
-// AdamW update of one parameter (PyTorch's order: decay first, then the Adam step).
-// The caller computes once, in double: decay_factor = 1 - lr wd, step_size = lr / (1 - beta1^t),
-// inv_bc2_sqrt = 1 / sqrt(1 - beta2^t) (a multiply instead of PyTorch's divide: one division per element).
-// one_minus_beta1/2 = 1 - beta1/2 also computed in double: in float32, 1 - float(0.999) is 1.3e-5 away
-// from 0.001 (100 ulp), which biased v low by that much.
-template <class T>
-VK_HD void adam_update(T& p, T g, T& m, T& v, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps,
-                       T decay_factor, T step_size, T inv_bc2_sqrt) {
-    m = beta1 * m + one_minus_beta1 * g;
-    v = beta2 * v + one_minus_beta2 * (g * g);
-    p = p * decay_factor;
-    p = p - step_size * (m / (vsqrt(v) * inv_bc2_sqrt + eps));
-}
-
 VK_END_NAMESPACE

@@ -16,6 +16,8 @@
 // and up to a constant otherwise (LogisticRegression: the likelihood times a normalised prior).
 #pragma once
 
+#include <cmath>
+
 #include "gaussian.hpp"
 
 VK_BEGIN_NAMESPACE
@@ -97,6 +99,12 @@ struct BananaParams {
 }  // namespace vk
 VK_BEGIN_NAMESPACE
 
+// The constants both samplers use (host side, once per run).
+inline BananaParams make_banana_params(double b, double sigma1, int64_t dim) {
+    const double log_norm = -std::log(sigma1) - 0.5 * static_cast<double>(dim) * kLog2Pi;
+    return BananaParams{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1, log_norm, dim};
+}
+
 
 template <class V>
 VK_HD V banana_log_prob(const BananaParams& p, const V* x, int64_t stride) {
@@ -129,6 +137,13 @@ struct LogisticParams {
 };
 }  // namespace vk
 VK_BEGIN_NAMESPACE
+
+// The constants both samplers use (host side, once per run); X and y are host or device pointers.
+inline LogisticParams make_logistic_params(const double* X, const double* y, int64_t n_obs, int64_t dim,
+                                           double prior_scale) {
+    const double log_norm = -static_cast<double>(dim) * (std::log(prior_scale) + 0.5 * kLog2Pi);
+    return LogisticParams{X, y, n_obs, dim, 0.5 / (prior_scale * prior_scale), log_norm};
+}
 
 
 template <class V>

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
-from .. import _validate as V
+from ..kernels import validate as V
 from .targets import Target
 
 __all__ = ["sample", "MCMCResult"]

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from .. import ops
+from .. import kernels as ops
 from .diagnostics import ess, rhat
 from .sampler import sample
 

@@ -35,8 +35,9 @@ import zipfile
 
 import numpy as np
 
-from . import _validate as V
-from . import _blas, nn, ops
+from .. import _blas, nn
+from .. import kernels as ops
+from ..kernels import validate as V
 
 __all__ = ["VAE", "linear_warmup", "FORMAT_VERSION"]
 
@@ -385,7 +386,7 @@ class VAE:
         if validation_data is not None:
             Xval = self._check_data(validation_data, "validation_data", binarize)
             if binarize == "dynamic":
-                from .datasets import binarize as _binarize
+                from ..datasets import binarize as _binarize
                 Xval = _binarize(Xval, seeds["validation"])
 
         n = X.shape[0]
@@ -395,7 +396,7 @@ class VAE:
             history.update(val_elbo=[], val_recon=[], val_kl=[])
         bar = _progress_bar(epochs * n_batches, progress)
         L = self.n_latent
-        from .datasets import permutation
+        from ..datasets import permutation
         if blas_threads is not None:
             blas_threads = V.integer("blas_threads", blas_threads, 1, 1 << 16)
         try:

@@ -72,7 +72,7 @@ def _data_spec(text):
 
 def _load_data(spec, split):
     """(X, y or None) for a parsed --data spec. split: 'train' or 'test' (digits: an 80/20 split)."""
-    from . import datasets
+    from .. import datasets
     kind, path = spec
     if kind == "digits":
         X, y = datasets.load_digits()
@@ -160,7 +160,7 @@ def _cmd_demo(args, parser):
                                     progress=not args.no_progress)
     if args.mcmc_points:
         # The yardstick for q(z|x): Metropolis-Hastings samples of the exact posterior p(z|x).
-        from .mcmc import demo_section
+        from ..mcmc import demo_section
         section = demo_section(model, data["X_test_binary"], args.out, n_points=args.mcmc_points, seed=args.seed)
         for line in section.pop("summary"):
             print(line)
@@ -176,7 +176,7 @@ def _is_binary(X):
 
 
 def _cmd_train(args, parser):
-    from .vae import VAE
+    from ..vae import VAE
     try:
         X, _ = _load_data(args.data, "train")
     except (ValueError, OSError) as err:
@@ -213,8 +213,8 @@ def _cmd_train(args, parser):
 
 
 def _cmd_eval(args, parser):
-    from . import datasets
-    from .vae import VAE
+    from .. import datasets
+    from ..vae import VAE
     try:
         model = VAE.load(args.checkpoint)
     except (ValueError, FileNotFoundError) as err:

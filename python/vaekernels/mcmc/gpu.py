@@ -6,13 +6,13 @@ stepping a chain here with a fixed step size reproduces ``vaekernels.mcmc.sample
 step_size=s)`` bit for bit. Warm-up adaptation stays on the caller's side (or on the CPU sampler).
 
     import cupy as cp, vaekernels as vk
-    from vaekernels import cuda_mcmc
-    target = cuda_mcmc.DeviceTarget(vk.mcmc.Banana())          # constants uploaded once
+    from vaekernels.mcmc import gpu
+    target = gpu.DeviceTarget(vk.mcmc.Banana())          # constants uploaded once
     x = cp.asfortranarray(cp.asarray(x0))                        # (chains, dim), coordinate-major storage
-    lp = cuda_mcmc.log_prob(target, x)
+    lp = gpu.log_prob(target, x)
     accepted = n_nan = None
     for step in range(n_steps):
-        accepted, n_nan = cuda_mcmc.mh_step(target, x, lp, 3.0, seed, step, accepted=accepted, n_nan=n_nan)
+        accepted, n_nan = gpu.mh_step(target, x, lp, 3.0, seed, step, accepted=accepted, n_nan=n_nan)
 
 State layout: ``x`` has the logical shape (chains, dim) and must be F-contiguous (stored as (dim, chains),
 so the threads of a warp read consecutive addresses); it and ``lp`` are updated in place.
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _cuda_dispatch as G
-from . import _validate as V
+from ..kernels import cuda as G
+from ..kernels import validate as V
 
 _KINDS = {"Gaussian": "gaussian", "Banana": "banana", "LogisticRegression": "logistic"}
 
@@ -38,8 +38,8 @@ class DeviceTarget:
         if self.kind is None:
             raise TypeError(f"target must be a built-in vaekernels.mcmc target (Gaussian, Banana, LogisticRegression), "
                             f"got {type(target).__name__}")
-        self.mod = G._require_device()
-        cp = self.cp = G._cupy()
+        self.mod = G.require_device()
+        cp = self.cp = G.cupy()
         self.target, self.dim = target, int(target.dim)
         self.device = cp.cuda.Device(device) if device is not None else cp.cuda.Device()
         with self.device:

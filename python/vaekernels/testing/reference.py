@@ -1,7 +1,7 @@
-"""Plain NumPy versions of every kernel in ``vaekernels.ops``, written independently of the C++ code.
+"""Plain NumPy versions of every kernel of ``vaekernels.kernels``, written independently of the C++ code.
 
 For tests and benchmarks only: textbook formulas (``np.logaddexp`` for softplus, ``np.exp(logvar)``,
-libm sin/cos/log), no attempt at speed. Same names, signatures and output shapes as ``vaekernels.ops``.
+libm sin/cos/log), no attempt at speed. Same names, signatures and output shapes as the public kernels.
 
 The functions are dtype-generic: they compute in the dtype of their inputs, so calling them with
 ``np.longdouble`` (or float64) arrays gives a higher-precision reference for float64 (or float32) kernels.
@@ -64,12 +64,12 @@ def _philox_rounds(c, k0, k1):
     return c0, c1, c2, c3
 
 
-def philox4x32_10(counters, keys):
+def philox4x32_10(counters, keys, *, out=None):
     """Philox4x32-10 block function. counters uint32 (N, 4), keys uint32 (N, 2) -> uint32 (N, 4)."""
     c = np.asarray(counters, dtype=np.uint32).astype(np.uint64)
     k = np.asarray(keys, dtype=np.uint32).astype(np.uint64)
     words = _philox_rounds([c[:, 0], c[:, 1], c[:, 2], c[:, 3]], k[:, 0], k[:, 1])
-    return np.stack(words, axis=1).astype(np.uint32)
+    return _fill(out, np.stack(words, axis=1).astype(np.uint32))
 
 
 def philox_stream_words(seed, first_block, n_blocks, tag, substream=0):

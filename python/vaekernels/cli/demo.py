@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from . import datasets
-from .vae import VAE
+from .. import datasets
+from ..vae import VAE
 
 __all__ = ["run_demo"]
 

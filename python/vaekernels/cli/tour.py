@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from . import ops, reference
+from .. import kernels as ops
+from ..testing import reference
 
 
 def _median_ms(fn, repeat=9):
@@ -25,7 +26,7 @@ def _median_ms(fn, repeat=9):
 
 def kernel_demo(batch=4096, dim=256, dtype=np.float32, seed=0, print_fn=print):
     """Run each kernel on (batch, dim) data, compare with NumPy, print a table; returns the rows."""
-    from . import _core
+    from .. import _core
 
     rng = np.random.default_rng(seed)
     mu = rng.standard_normal((batch, dim)).astype(dtype)

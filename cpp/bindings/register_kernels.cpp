@@ -1,0 +1,95 @@
+// register_kernels.cpp: every kernel of the table as a function of _core.f32 / _core.f64 / _core.u32,
+// registered from the X-macro lists of kernel_args.hpp, so no kernel signature is written here.
+//
+// Each function is name(arrays, extent, scalars): the arrays in the order of the kernel's record
+// (parameters, then outputs), the extent ((rows, cols) or (n,)) and the C++ scalars in signature order.
+// The Python layer (python/vaekernels/kernels/dispatch.py) validates, makes inputs contiguous and allocates
+// outputs; this is the last line of defence, so that a direct call can never read or write out of bounds:
+// every array must have exactly the record's dtype, be C-contiguous, hold exactly the number of elements
+// its role implies (sizes computed with overflow checks), and outputs must be writable.
+#include <string>
+
+#include "common.hpp"
+
+namespace vk::bind {
+
+namespace {
+
+template <class E>
+const char* dtype_name() {
+    if constexpr (std::is_same_v<E, float>) return "float32";
+    else if constexpr (std::is_same_v<E, double>) return "float64";
+    else return "uint32";
+}
+
+// Fills the record from Python; throws ValueError / TypeError naming the kernel and the argument.
+template <class E, class Args>
+void fill(Args& a, const py::tuple& arrays, const py::tuple& extent, const py::tuple& scalars) {
+    const std::string kernel = Args::kName;
+    if constexpr (Args::kLayout == Layout::kRows) {
+        if (extent.size() != 2) throw py::value_error(kernel + ": extent must be (rows, cols)");
+        a.rows = extent[0].cast<int64_t>();
+        a.cols = extent[1].cast<int64_t>();
+    } else {
+        if (extent.size() != 1) throw py::value_error(kernel + ": extent must be (n,)");
+        a.n = extent[0].cast<int64_t>();
+    }
+    if (scalars.size() != static_cast<size_t>(Args::kNumScalars))
+        throw py::value_error(kernel + ": expected " + std::to_string(Args::kNumScalars) + " scalars, got " +
+                              std::to_string(scalars.size()));
+    size_t si = 0;
+    a.visit_scalars([&](const char*, auto& value) { value = scalars[si++].cast<std::decay_t<decltype(value)>>(); });
+    if (arrays.size() != static_cast<size_t>(Args::kNumArrays))
+        throw py::value_error(kernel + ": expected " + std::to_string(Args::kNumArrays) + " arrays, got " +
+                              std::to_string(arrays.size()));
+    size_t ai = 0;
+    a.visit_arrays([&](const ArraySpec& spec, auto*& ptr) {
+        const std::string name = kernel + " argument " + spec.name;
+        py::handle h = arrays[ai++];
+        if (!py::isinstance<py::array>(h)) throw py::type_error(name + " must be a NumPy array");
+        auto arr = py::reinterpret_borrow<py::array>(h);
+        if (!arr.dtype().is(py::dtype::of<E>()))
+            throw py::type_error(name + " must have dtype " + dtype_name<E>() + ", got " +
+                                 std::string(py::str(arr.dtype())));
+        if (!(arr.flags() & py::array::c_style)) throw py::value_error(name + " must be C-contiguous");
+        int64_t count = 0;
+        if (!element_count(a, spec.role, count))
+            throw py::value_error(kernel + ": the extent and n_samples give a size that overflows int64");
+        if (static_cast<int64_t>(arr.size()) != count)
+            throw py::value_error(name + " must hold " + std::to_string(count) + " elements, got " +
+                                  std::to_string(arr.size()) + " (shape " + shape_str(arr) + ")");
+        if (spec.io != Io::kIn && !arr.writeable()) throw py::value_error(name + " is read-only");
+        using P = std::remove_reference_t<decltype(ptr)>;
+        ptr = static_cast<P>(const_cast<void*>(arr.data()));   // writability checked above for outputs
+    });
+}
+
+template <class E, class Args>
+void def_kernel(py::module_& m, void (*run)(const Args&), const char* doc) {
+    m.def(Args::kName, [run](const py::tuple& arrays, const py::tuple& extent, const py::tuple& scalars) {
+        Args a;
+        fill<E>(a, arrays, extent, scalars);
+        py::gil_scoped_release nogil;
+        run(a);
+    }, py::arg("arrays"), py::arg("extent"), py::arg("scalars"), doc);
+}
+
+template <class T> const cpu::KernelTable<T>& kt() { return cpu::table<T>(cpu::kernels()); }
+
+}  // namespace
+
+void register_kernels(py::module_& m) {
+    auto f32 = m.def_submodule("f32", "float32 kernels: name(arrays, extent, scalars)");
+    auto f64 = m.def_submodule("f64", "float64 kernels: name(arrays, extent, scalars)");
+    auto u32 = m.def_submodule("u32", "uint32 kernels: name(arrays, extent, scalars)");
+#define VK_DEF_FLOAT(name, Args)                                                                     \
+    def_kernel<float, Args<float>>(f32, [](const Args<float>& a) { kt<float>().name(a); }, #name);   \
+    def_kernel<double, Args<double>>(f64, [](const Args<double>& a) { kt<double>().name(a); }, #name);
+    VK_FLOAT_KERNELS(VK_DEF_FLOAT)
+#undef VK_DEF_FLOAT
+#define VK_DEF_UINT32(name, Args) def_kernel<uint32_t, Args>(u32, &cpu::name, #name);
+    VK_UINT32_KERNELS(VK_DEF_UINT32)
+#undef VK_DEF_UINT32
+}
+
+}  // namespace vk::bind

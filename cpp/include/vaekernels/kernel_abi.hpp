@@ -1,0 +1,79 @@
+// kernel_abi.hpp: the vocabulary of the generated argument records (kernel_args.hpp): array roles and
+// directions, the two extents, and the element count each role implies.
+//
+// Every kernel takes one record: named pointers to C-contiguous arrays, the extent ((rows, cols) for
+// kernels that reduce rows, n otherwise) and its scalars. Generic code (the pybind11 registrations of
+// _core and _cuda, and framework adapters) fills a record through its visit_arrays / visit_scalars
+// members and checks each array against element_count() before any kernel runs.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "config.hpp"
+
+namespace vk {
+
+// kFull: the kernel's whole shape; kBatch: one value per row; kSamples: n_samples copies of the whole
+// shape; kBlocks / kKeys: 4 / 2 uint32 words per Philox block.
+enum class Role { kFull, kBatch, kSamples, kBlocks, kKeys };
+enum class Io { kIn, kOut, kInOut };
+enum class Layout { kRows, kFlat };
+
+struct ArraySpec {
+    const char* name;
+    Role role;
+    Io io;
+};
+
+struct RowsExtent {
+    static constexpr Layout kLayout = Layout::kRows;
+    int64_t rows = 0, cols = 0;
+};
+
+struct FlatExtent {
+    static constexpr Layout kLayout = Layout::kFlat;
+    int64_t n = 0;
+};
+
+}  // namespace vk
+
+// The helpers are inline functions: inside the per-ISA namespace, like every function of these headers
+// (config.hpp), so no instruction-set build can lend its copy to another.
+VK_BEGIN_NAMESPACE
+
+// a * b for sizes a, b >= 0; false when the product does not fit in int64 (no array can be that big).
+inline bool checked_mul(int64_t a, int64_t b, int64_t& out) {
+    if (a < 0 || b < 0) return false;
+    if (a != 0 && b > std::numeric_limits<int64_t>::max() / a) return false;
+    out = a * b;
+    return true;
+}
+
+// Number of elements an array of `role` holds for the record's extent; false on overflow or a negative
+// size (the caller refuses the call).
+template <class Args>
+bool element_count(const Args& a, Role role, int64_t& count) {
+    if constexpr (Args::kLayout == Layout::kRows) {
+        if (a.rows < 0 || a.cols < 0) return false;
+        if (role == Role::kBatch) { count = a.rows; return true; }
+        return role == Role::kFull && checked_mul(a.rows, a.cols, count);
+    } else {
+        if (a.n < 0) return false;
+        switch (role) {
+            case Role::kFull: count = a.n; return true;
+            case Role::kSamples: return checked_mul(a.n, a.sample_count(), count);
+            case Role::kBlocks: return checked_mul(a.n, 4, count);
+            case Role::kKeys: return checked_mul(a.n, 2, count);
+            default: return false;
+        }
+    }
+}
+
+// Elements of the kernel's whole shape (what a kernel iterates over).
+template <class Args>
+int64_t full_size(const Args& a) {
+    if constexpr (Args::kLayout == Layout::kRows) return a.rows * a.cols; else return a.n;
+}
+
+VK_END_NAMESPACE

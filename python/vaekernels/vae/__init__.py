@@ -1,0 +1,3 @@
+from .model import FORMAT_VERSION, VAE, linear_warmup
+
+__all__ = ["VAE", "linear_warmup", "FORMAT_VERSION"]
