@@ -137,32 +137,43 @@ def test_random_on_device_raises_no_cuda_device(call):
 
 
 @no_device
+def _raw_call(kernel, n, pointer):
+    """(pointers, extent, scalars) of a raw extension call for ``kernel`` with n rows / elements."""
+    from vaekernels.kernels.spec import ROWS
+    scalars = {"seed": 1, "offset": 0, "n_samples": 1, "real": 0.5, "step": 1}
+    return ((pointer,) * len(kernel.all_arrays), (n, 4) if kernel.layout == ROWS else (n,),
+            tuple(scalars[s.kind] for s in kernel.cpp_scalars))
+
+
+@no_device
 @pytest.mark.skipif(not vk.cuda_built(), reason="the CUDA extension is not built")
-@pytest.mark.parametrize("mod", ["f32", "f64"])
+@pytest.mark.parametrize("mod", ["f32", "f64", "u32"])
 def test_extension_launchers_raise_runtime_error_without_device(mod):
     """The raw module refuses too: the launch fails in the runtime (no device) before any pointer is used.
-    Zero-size calls return before launching, so they succeed even here."""
-    k = getattr(G.module(), mod)
-    p = 0x10000
-    launches = [
-        lambda n: k.randn(p, n, 1, 0, 0), lambda n: k.rand(p, n, 1, 0, 0),
-        lambda n: k.reparameterize(p, p, n, 1, 1, 0, p, 0),
-        lambda n: k.kl_standard_normal(p, p, n, 4, p, 0),
-        lambda n: k.kl_normal_backward(p, p, p, p, p, n, 4, p, p, p, p, 0),
-        lambda n: k.bernoulli_log_prob_and_grad(p, p, n, 4, p, p, 0),
-        lambda n: k.normal_log_prob(p, p, p, n, 4, p, 0),
-        lambda n: k.standard_normal_log_prob_and_grad(p, n, 4, p, p, 0),
-        lambda n: k.latent_forward(p, p, n, 4, 1, 0, p, p, 0),
-        lambda n: k.latent_backward(p, p, p, n, 4, 1, 0, 1.0, p, p, 0),
-        lambda n: k.adam_step(p, p, p, p, n, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0),
-    ]
-    for launch in launches:
-        assert launch(0) is None
+    Zero-size calls return before launching, so they succeed even here. Every kernel of the table."""
+    from vaekernels.kernels import KERNELS
+    sub = getattr(G.module(), mod)
+    dtype = {"f32": "float32", "f64": "float64", "u32": "uint32"}[mod]
+    kernels = [k for k in KERNELS if dtype in k.dtypes]
+    assert sorted(n for n in dir(sub) if not n.startswith("_")) == sorted(k.name for k in kernels)
+    for k in kernels:
+        fn = getattr(sub, k.name)
+        assert fn(*_raw_call(k, 0, 0x10000), 0) is None
         with pytest.raises(RuntimeError, match="no CUDA device"):
-            launch(8)
-    assert G.module().philox4x32_10(p, p, 0, p, 0) is None
-    with pytest.raises(RuntimeError, match="no CUDA device"):
-        G.module().philox4x32_10(p, p, 8, p, 0)
+            fn(*_raw_call(k, 8, 0x10000), 0)
+
+
+@pytest.mark.skipif(not vk.cuda_built(), reason="the CUDA extension is not built")
+def test_extension_refuses_sizes_that_overflow():
+    from vaekernels.kernels import BY_NAME
+    sub = G.module().f32
+    ptrs, _, scalars = _raw_call(BY_NAME["reparameterize"], 8, 0x10000)
+    with pytest.raises(ValueError, match="overflow"):
+        sub.reparameterize(ptrs, (2**40,), scalars[:2] + (2**40,), 0)
+    with pytest.raises(ValueError, match="overflow"):
+        sub.kl_standard_normal((0x10000,) * 3, (2**40, 2**40), (), 0)
+    with pytest.raises(ValueError, match="expected"):
+        sub.kl_standard_normal((0x10000,) * 2, (4, 4), (), 0)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -428,10 +439,10 @@ def test_second_device(cp, rng):
 # The dispatch layer on a simulated device (runs everywhere the extension is built)
 # -------------------------------------------------------------------------------------------------
 # CuPy is replaced by NumPy arrays posing as device arrays, and each function of vaekernels._cuda by the
-# CPU kernel, called with the arguments bound by the *real* extension's parameter names (read from its
-# pybind11 signatures). So every line of _cuda_dispatch runs: validation, allocation, contiguity, the
-# choice of f32/f64 table, and the order of pointers and sizes handed to the extension. A swapped
-# argument or a wrong row count shows up as a result different from the NumPy path.
+# CPU kernel behind the same calling convention. So every line of the device path runs: validation,
+# allocation, contiguity, the choice of f32/f64/u32 table, and the pointers, extent and scalars handed to
+# the extension. A swapped argument or a wrong row count shows up as an error or a result different from
+# the NumPy path.
 class _SimDevice:
     def __init__(self, id=None):
         self.id = 0 if id is None else id
@@ -476,78 +487,35 @@ def _sim_cupy():
 
 
 def _sim_extension(real, core):
-    """A stand-in for vaekernels._cuda: the real signatures, the CPU kernels behind them."""
+    """A stand-in for vaekernels._cuda: the real module's kernel names and calling convention
+    (pointers, extent, scalars, stream), with the CPU kernels of _core behind them. The pointers are looked
+    up in the registry of simulated arrays, and _core's binding checks every size, dtype and direction, so
+    a pointer in the wrong place or a wrong extent fails as it would on a GPU."""
     import types
+    from vaekernels.kernels import KERNELS
 
-    def view(ptr, shape, dtype):
-        size = int(np.prod(shape))
-        if size == 0:
-            return np.empty(shape, dtype)
-        base = _SimArray.registry[ptr]
-        assert base.dtype == dtype, f"a {base.dtype} array was passed to the {np.dtype(dtype)} kernels"
-        assert base.size == size, f"array of {base.size} elements passed where {shape} was meant"
-        return base.reshape(shape)
+    def host_array(ptr, dtype):
+        if ptr in _SimArray.registry:
+            base = _SimArray.registry[ptr]
+            assert base.dtype == dtype, f"a {base.dtype} array was passed to the {np.dtype(dtype)} kernels"
+            return base.reshape(-1)
+        return np.empty(0, dtype)        # zero-size arrays are not registered (their pointer is meaningless)
 
-    def impl(name, dt):
-        def rc(a, k, shape):  # an array argument by its real parameter name
-            return view(a[k], shape, dt)
+    def impl(sub, name, dtype):
+        cpu = getattr(getattr(core, sub), name)
 
-        def rows(a):
-            return (a["rows"], a["cols"])
-
-        def grads(a, *names):
-            return [rc(a, k, rows(a)) for k in names]
-
-        table = {
-            "randn": lambda a: core.randn(rc(a, "out", (a["n"],)), a["seed"], a["offset"]),
-            "rand": lambda a: core.rand(rc(a, "out", (a["n"],)), a["seed"], a["offset"]),
-            "reparameterize": lambda a: core.reparameterize(
-                rc(a, "mu", (a["n"],)), rc(a, "logvar", (a["n"],)), a["seed"], a["offset"], a["n_samples"],
-                rc(a, "out", (a["n"] * a["n_samples"],))),
-            "kl_standard_normal": lambda a: core.kl_standard_normal(*grads(a, "mu", "logvar"),
-                                                                    rc(a, "out", (a["rows"],))),
-            "kl_standard_normal_backward": lambda a: core.kl_standard_normal_backward(
-                rc(a, "grad", (a["rows"],)), *grads(a, "mu", "logvar", "dmu", "dlogvar")),
-            "kl_normal": lambda a: core.kl_normal(*grads(a, "mu_q", "logvar_q", "mu_p", "logvar_p"),
-                                                  rc(a, "out", (a["rows"],))),
-            "kl_normal_backward": lambda a: core.kl_normal_backward(
-                rc(a, "grad", (a["rows"],)),
-                *grads(a, "mu_q", "logvar_q", "mu_p", "logvar_p", "dmu_q", "dlogvar_q", "dmu_p", "dlogvar_p")),
-            "bernoulli_log_prob": lambda a: core.bernoulli_log_prob(*grads(a, "x", "logits"),
-                                                                    rc(a, "out", (a["rows"],))),
-            "bernoulli_log_prob_and_grad": lambda a: core.bernoulli_log_prob_and_grad(
-                *grads(a, "x", "logits"), rc(a, "out", (a["rows"],)), *grads(a, "dlogits")),
-            "normal_log_prob": lambda a: core.normal_log_prob(*grads(a, "x", "mean", "logvar"),
-                                                              rc(a, "out", (a["rows"],))),
-            "normal_log_prob_and_grad": lambda a: core.normal_log_prob_and_grad(
-                *grads(a, "x", "mean", "logvar"), rc(a, "out", (a["rows"],)), *grads(a, "dmean", "dlogvar")),
-            "standard_normal_log_prob": lambda a: core.standard_normal_log_prob(*grads(a, "z"),
-                                                                                rc(a, "out", (a["rows"],))),
-            "standard_normal_log_prob_and_grad": lambda a: core.standard_normal_log_prob_and_grad(
-                *grads(a, "z"), rc(a, "out", (a["rows"],)), *grads(a, "dz")),
-            "latent_forward": lambda a: core.latent_forward(*grads(a, "mu", "logvar"), a["seed"], a["offset"],
-                                                            *grads(a, "z"), rc(a, "kl", (a["rows"],))),
-            "latent_backward": lambda a: core.latent_backward(*grads(a, "dz", "mu", "logvar"), a["seed"],
-                                                              a["offset"], a["kl_weight"], *grads(a, "dmu", "dlogvar")),
-            "adam_step": lambda a: core.adam_step(*[rc(a, k, (a["n"],)) for k in ("param", "grad", "m", "v")],
-                                                  a["step"], a["lr"], a["beta1"], a["beta2"], a["eps"],
-                                                  a["weight_decay"]),
-            "philox4x32_10": lambda a: core.philox4x32_10(view(a["counters"], (a["n"], 4), np.uint32),
-                                                          view(a["keys"], (a["n"], 2), np.uint32),
-                                                          view(a["out"], (a["n"], 4), np.uint32)),
-        }
-        return table[name]
-
-    def bind(real_fn, fn):
-        names = [p.split(":")[0].strip() for p in real_fn.__doc__.split("(", 1)[1].split(")")[0].split(",")]
-        return lambda *args: fn(dict(zip(names, args)))
+        def run(pointers, extent, scalars, stream):
+            assert isinstance(stream, int)
+            cpu(tuple(host_array(p, dtype) for p in pointers), extent, scalars)
+        return run
 
     fake = types.SimpleNamespace(device_count=lambda: 1, device_error=lambda: "", real=real)
-    for sub, dt in (("f32", np.float32), ("f64", np.float64)):
+    for sub, dt in (("f32", np.float32), ("f64", np.float64), ("u32", np.uint32)):
+        names = [k.name for k in KERNELS if np.dtype(dt).name in k.dtypes]
         r = getattr(real, sub)
-        setattr(fake, sub, types.SimpleNamespace(**{n: bind(getattr(r, n), impl(n, dt)) for n in dir(r)
-                                                     if not n.startswith("_")}))
-    fake.philox4x32_10 = bind(real.philox4x32_10, impl("philox4x32_10", None))
+        for n in names:   # the real extension has these functions with this calling convention
+            assert "pointers" in getattr(r, n).__doc__ and "stream" in getattr(r, n).__doc__, n
+        setattr(fake, sub, types.SimpleNamespace(**{n: impl(sub, n, dt) for n in names}))
     return fake
 
 
@@ -558,7 +526,7 @@ def sim(monkeypatch):
     import sys
     from vaekernels import _core
     real = G.module()
-    monkeypatch.setattr(G, "_module", lambda: _sim_extension(real, _core))
+    monkeypatch.setattr(G, "module", lambda: _sim_extension(real, _core))
     monkeypatch.setattr(G, "_device_seen", False)
     monkeypatch.setitem(sys.modules, "cupy", _sim_cupy())
     return lambda a: _SimArray(np.array(a, copy=True))
@@ -702,7 +670,7 @@ def test_simulated_device_mh_step_passes_what_the_extension_expects(sim, monkeyp
     for kind in ("gaussian", "banana", "logistic"):
         setattr(ext, f"mh_step_{kind}", recorder(f"mh_step_{kind}"))
         setattr(ext, f"target_log_prob_{kind}", recorder(f"target_log_prob_{kind}"))
-    monkeypatch.setattr(G, "_module", lambda: ext)
+    monkeypatch.setattr(G, "module", lambda: ext)
     cp = sys.modules["cupy"]  # the simulated CuPy of the `sim` fixture
     cp.full = lambda n, v, dtype=np.float64: _SimArray(np.full(n, v, dtype))
     cp.zeros = lambda n, dtype: _SimArray(np.zeros(n, dtype))

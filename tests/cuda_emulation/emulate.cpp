@@ -44,67 +44,109 @@ void save(const std::string& name, const std::vector<T>& v) {
     f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(T)));
 }
 
+template <class A>
+A rows_args() {
+    A a;
+    a.rows = R;
+    a.cols = C;
+    return a;
+}
+
 template <class T>
 void run_kernels(const std::string& dt) {
     using namespace vk::gpu;
-    const auto a = load<T>(dt + "_a.bin", N), b = load<T>(dt + "_b.bin", N), c = load<T>(dt + "_c.bin", N),
-               d = load<T>(dt + "_d.bin", N), e = load<T>(dt + "_e.bin", N), x01 = load<T>(dt + "_x01.bin", N),
-               g = load<T>(dt + "_g.bin", R);
+    auto a = load<T>(dt + "_a.bin", N), b = load<T>(dt + "_b.bin", N), c = load<T>(dt + "_c.bin", N),
+         d = load<T>(dt + "_d.bin", N), e = load<T>(dt + "_e.bin", N), x01 = load<T>(dt + "_x01.bin", N),
+         g = load<T>(dt + "_g.bin", R);
     std::vector<T> o1(N), o2(N), o3(N), o4(N), row(R), z(N * kSamples);
     auto out = [&](const char* name, const std::vector<T>& v) { save(dt + "_" + name + ".bin", v); };
 
-    emu::launch(kGrid, kBlock, randn_kernel<T>, kSeed, kOffset, N, o1.data());
+    vk::RandnArgs<T> rn;
+    rn.n = N; rn.seed = kSeed; rn.offset = kOffset; rn.out = o1.data();
+    emu::launch(kGrid, kBlock, randn_kernel<T>, rn);
     out("randn", o1);
-    emu::launch(kGrid, kBlock, rand_kernel<T>, kSeed, kOffset, N, o1.data());
+    vk::RandArgs<T> ru;
+    ru.n = N; ru.seed = kSeed; ru.offset = kOffset; ru.out = o1.data();
+    emu::launch(kGrid, kBlock, rand_kernel<T>, ru);
     out("rand", o1);
-    emu::launch(kGrid, kBlock, reparameterize_kernel<T>, a.data(), b.data(), N, kSamples, kSeed, kOffset, z.data());
+    vk::ReparameterizeArgs<T> rp;
+    rp.n = N; rp.mu = a.data(); rp.logvar = b.data(); rp.seed = kSeed; rp.offset = kOffset; rp.n_samples = kSamples;
+    rp.z = z.data();
+    emu::launch(kGrid, kBlock, reparameterize_kernel<T>, rp);
     out("reparameterize", z);
 
-    emu::launch(kGrid, kBlock, kl_standard_normal_kernel<T>, a.data(), b.data(), R, C, row.data());
+    auto ks = rows_args<vk::KlStandardNormalArgs<T>>();
+    ks.mu = a.data(); ks.logvar = b.data(); ks.kl = row.data();
+    emu::launch(kGrid, kBlock, kl_standard_normal_kernel<T>, ks);
     out("kl_standard_normal", row);
-    emu::launch(kGrid, kBlock, kl_standard_normal_backward_kernel<T>, g.data(), a.data(), b.data(), R, C, o1.data(),
-                o2.data());
+    auto ksb = rows_args<vk::KlStandardNormalBackwardArgs<T>>();
+    ksb.grad = g.data(); ksb.mu = a.data(); ksb.logvar = b.data(); ksb.dmu = o1.data(); ksb.dlogvar = o2.data();
+    emu::launch(kGrid, kBlock, kl_standard_normal_backward_kernel<T>, ksb);
     out("kl_standard_normal_backward_0", o1); out("kl_standard_normal_backward_1", o2);
-    emu::launch(kGrid, kBlock, kl_normal_kernel<T>, a.data(), b.data(), c.data(), d.data(), R, C, row.data());
+    auto kn = rows_args<vk::KlNormalArgs<T>>();
+    kn.mu_q = a.data(); kn.logvar_q = b.data(); kn.mu_p = c.data(); kn.logvar_p = d.data(); kn.kl = row.data();
+    emu::launch(kGrid, kBlock, kl_normal_kernel<T>, kn);
     out("kl_normal", row);
-    emu::launch(kGrid, kBlock, kl_normal_backward_kernel<T>, g.data(), a.data(), b.data(), c.data(), d.data(), R, C,
-                o1.data(), o2.data(), o3.data(), o4.data());
+    auto knb = rows_args<vk::KlNormalBackwardArgs<T>>();
+    knb.grad = g.data(); knb.mu_q = a.data(); knb.logvar_q = b.data(); knb.mu_p = c.data(); knb.logvar_p = d.data();
+    knb.dmu_q = o1.data(); knb.dlogvar_q = o2.data(); knb.dmu_p = o3.data(); knb.dlogvar_p = o4.data();
+    emu::launch(kGrid, kBlock, kl_normal_backward_kernel<T>, knb);
     out("kl_normal_backward_0", o1); out("kl_normal_backward_1", o2);
     out("kl_normal_backward_2", o3); out("kl_normal_backward_3", o4);
 
-    emu::launch(kGrid, kBlock, bernoulli_log_prob_kernel<T>, x01.data(), a.data(), R, C, row.data());
+    auto bl = rows_args<vk::BernoulliLogProbArgs<T>>();
+    bl.x = x01.data(); bl.logits = a.data(); bl.log_prob = row.data();
+    emu::launch(kGrid, kBlock, bernoulli_log_prob_kernel<T>, bl);
     out("bernoulli_log_prob", row);
-    emu::launch(kGrid, kBlock, bernoulli_log_prob_and_grad_kernel<T>, x01.data(), a.data(), R, C, row.data(), o1.data());
+    auto blg = rows_args<vk::BernoulliLogProbAndGradArgs<T>>();
+    blg.x = x01.data(); blg.logits = a.data(); blg.log_prob = row.data(); blg.dlogits = o1.data();
+    emu::launch(kGrid, kBlock, bernoulli_log_prob_and_grad_kernel<T>, blg);
     out("bernoulli_log_prob_and_grad_0", row); out("bernoulli_log_prob_and_grad_1", o1);
-    emu::launch(kGrid, kBlock, normal_log_prob_kernel<T>, a.data(), b.data(), c.data(), R, C, row.data());
+    auto nl = rows_args<vk::NormalLogProbArgs<T>>();
+    nl.x = a.data(); nl.mean = b.data(); nl.logvar = c.data(); nl.log_prob = row.data();
+    emu::launch(kGrid, kBlock, normal_log_prob_kernel<T>, nl);
     out("normal_log_prob", row);
-    emu::launch(kGrid, kBlock, normal_log_prob_and_grad_kernel<T>, a.data(), b.data(), c.data(), R, C, row.data(),
-                o1.data(), o2.data());
+    auto nlg = rows_args<vk::NormalLogProbAndGradArgs<T>>();
+    nlg.x = a.data(); nlg.mean = b.data(); nlg.logvar = c.data(); nlg.log_prob = row.data(); nlg.dmean = o1.data();
+    nlg.dlogvar = o2.data();
+    emu::launch(kGrid, kBlock, normal_log_prob_and_grad_kernel<T>, nlg);
     out("normal_log_prob_and_grad_0", row); out("normal_log_prob_and_grad_1", o1); out("normal_log_prob_and_grad_2", o2);
-    emu::launch(kGrid, kBlock, standard_normal_log_prob_kernel<T>, a.data(), R, C, row.data());
+    auto sl = rows_args<vk::StandardNormalLogProbArgs<T>>();
+    sl.z = a.data(); sl.log_prob = row.data();
+    emu::launch(kGrid, kBlock, standard_normal_log_prob_kernel<T>, sl);
     out("standard_normal_log_prob", row);
-    emu::launch(kGrid, kBlock, standard_normal_log_prob_and_grad_kernel<T>, a.data(), R, C, row.data(), o1.data());
+    auto slg = rows_args<vk::StandardNormalLogProbAndGradArgs<T>>();
+    slg.z = a.data(); slg.log_prob = row.data(); slg.dz = o1.data();
+    emu::launch(kGrid, kBlock, standard_normal_log_prob_and_grad_kernel<T>, slg);
     out("standard_normal_log_prob_and_grad_0", row); out("standard_normal_log_prob_and_grad_1", o1);
 
-    emu::launch(kGrid, kBlock, latent_forward_kernel<T>, a.data(), b.data(), R, C, kSeed, kOffset, o1.data(), row.data());
+    auto lf = rows_args<vk::LatentForwardArgs<T>>();
+    lf.mu = a.data(); lf.logvar = b.data(); lf.seed = kSeed; lf.offset = kOffset; lf.z = o1.data(); lf.kl = row.data();
+    emu::launch(kGrid, kBlock, latent_forward_kernel<T>, lf);
     out("latent_forward_0", o1); out("latent_forward_1", row);
-    emu::launch(kGrid, kBlock, latent_backward_kernel<T>, e.data(), a.data(), b.data(), N, kSeed, kOffset, T(0.25),
-                o1.data(), o2.data());
+    auto lb = rows_args<vk::LatentBackwardArgs<T>>();
+    lb.dz = e.data(); lb.mu = a.data(); lb.logvar = b.data(); lb.seed = kSeed; lb.offset = kOffset; lb.kl_weight = 0.25;
+    lb.dmu = o1.data(); lb.dlogvar = o2.data();
+    emu::launch(kGrid, kBlock, latent_backward_kernel<T>, lb);
     out("latent_backward_0", o1); out("latent_backward_1", o2);
 
-    // AdamW step 3, lr 0.01, weight decay 0.1, default betas and eps; hyper-parameters as cuda/module.cpp.
+    // AdamW step 3, lr 0.01, weight decay 0.1, default betas and eps; constants as the launcher (optim.cu).
     std::vector<T> p = a, m = c, v(N);
     for (int64_t i = 0; i < N; ++i) v[i] = d[i] < T(0) ? -d[i] : d[i];
-    const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
-    const double step_size = lr / (1.0 - std::pow(b1, 3.0)), inv_bc2 = 1.0 / std::sqrt(1.0 - std::pow(b2, 3.0));
-    emu::launch(kGrid, kBlock, adam_step_kernel<T>, p.data(), b.data(), m.data(), v.data(), N, T(b1), T(1.0 - b1),
-                T(b2), T(1.0 - b2), T(eps), T(1.0 - lr * wd), T(step_size), T(inv_bc2));
+    vk::AdamStepArgs<T> ad;
+    ad.n = N; ad.param = p.data(); ad.grad = b.data(); ad.m = m.data(); ad.v = v.data(); ad.step = 3; ad.lr = 0.01;
+    ad.beta1 = 0.9; ad.beta2 = 0.999; ad.eps = 1e-8; ad.weight_decay = 0.1;
+    const auto constants = vk::AdamConstants<T>::from(
+        vk::AdamHyper::make(ad.step, ad.lr, ad.beta1, ad.beta2, ad.eps, ad.weight_decay));
+    emu::launch(kGrid, kBlock, adam_step_kernel<T>, ad, constants);
     out("adam_step_0", p); out("adam_step_1", m); out("adam_step_2", v);
 
     // Rows of zero columns: the row sums are 0 and nothing else is touched (the z loop has no work).
     std::vector<T> kl0(R, T(-1));
-    emu::launch(kGrid, kBlock, latent_forward_kernel<T>, a.data(), b.data(), R, int64_t(0), kSeed, kOffset, o1.data(),
-                kl0.data());
+    auto lf0 = rows_args<vk::LatentForwardArgs<T>>();
+    lf0.cols = 0; lf0.mu = a.data(); lf0.logvar = b.data(); lf0.seed = kSeed; lf0.offset = kOffset; lf0.z = o1.data();
+    lf0.kl = kl0.data();
+    emu::launch(kGrid, kBlock, latent_forward_kernel<T>, lf0);
     out("latent_forward_empty_rows", kl0);
 }
 
@@ -140,11 +182,7 @@ int main(int argc, char** argv) {
     try {
         run_kernels<float>("f32");
         run_kernels<double>("f64");
-        const double b = 0.1, sigma1 = 10.0;
-        const auto banana = [&](int64_t d) {
-            return vk::BananaParams{b, 0.5 / (sigma1 * sigma1), b * sigma1 * sigma1,
-                                    -std::log(sigma1) - 0.5 * static_cast<double>(d) * vk::kLog2Pi, d};
-        };
+        const auto banana = [](int64_t d) { return vk::make_banana_params(0.1, 10.0, d); };
         // dims 2, 4, 5 (gaussian), 3 (logistic): dim % 4 = 2, 0, 1, 3, every place of the acceptance uniform
         run_mh("banana", vk::gpu::BananaTarget{banana(2)}, 2, 3.0);
         run_mh("banana4", vk::gpu::BananaTarget{banana(4)}, 4, 1.5);
@@ -159,8 +197,7 @@ int main(int argc, char** argv) {
         const double prior_scale = 2.0;
         const auto X = load<double>("mh_logistic_X.bin", n_obs * ld);
         const auto y = load<double>("mh_logistic_y.bin", n_obs);
-        const vk::LogisticParams lr{X.data(), y.data(), n_obs, ld, 0.5 / (prior_scale * prior_scale),
-                                    -static_cast<double>(ld) * (std::log(prior_scale) + 0.5 * vk::kLog2Pi)};
+        const vk::LogisticParams lr = vk::make_logistic_params(X.data(), y.data(), n_obs, ld, prior_scale);
         run_mh("logistic", vk::gpu::LogisticTarget{lr}, ld, 0.3);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "emulate: %s\n", e.what());
