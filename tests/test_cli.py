@@ -95,13 +95,17 @@ def test_eval_rejects_a_corrupt_checkpoint(tmp_path, capsys):
     assert "not a valid vaekernels checkpoint" in capsys.readouterr().err
 
 
-def test_default_and_bench_commands_run_the_kernel_demo(monkeypatch):
-    import vaekernels.cli.tour as bench
+def test_bare_command_prints_usage_and_tour_runs_the_kernel_demo(monkeypatch, capsys):
+    import vaekernels.cli.tour as tour
     calls = []
-    monkeypatch.setattr(bench, "kernel_demo", lambda *a, **k: calls.append(1))
-    assert cli.main([]) == 0
-    assert cli.main(["bench"]) == 0
-    assert calls == [1, 1]
+    monkeypatch.setattr(tour, "kernel_demo", lambda *a, **k: calls.append(1))
+    assert cli.main([]) == 2                           # usage, like any command line without a command
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vaekernels") and "tour" in out and not calls
+    assert cli.main(["tour"]) == 0
+    assert calls == [1]
+    r = subprocess.run([sys.executable, "-m", "vaekernels"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout.startswith("usage: vaekernels") and "ms" not in r.stdout
 
 
 def test_python_dash_m_help():

@@ -1,7 +1,7 @@
 """The ``vaekernels`` command line (also ``python -m vaekernels``).
 
-    vaekernels                     the kernel demonstration (same as ``vaekernels bench``)
-    vaekernels bench               run every kernel against NumPy and print a table
+    vaekernels                     the usage (this list)
+    vaekernels tour                run the main kernels against NumPy, check them, print a table
     vaekernels demo [--out DIR]    train a VAE on the 8x8 digits, print ELBO/IWAE, write plots + summary.json
     vaekernels train --data digits|mnist:PATH|FILE.npy [--latent 50 --hidden 200,200 --epochs N
                      --batch-size B --lr LR --out DIR ...]
@@ -90,12 +90,11 @@ def _load_data(spec, split):
 # parser
 # -------------------------------------------------------------------------------------------------
 def build_parser():
-    p = argparse.ArgumentParser(prog="vaekernels", description="Fused C++/CUDA kernels for VAEs and MCMC. "
-                                "With no command, runs the kernel demonstration (`vaekernels bench`).")
-    sub = p.add_subparsers(dest="command", metavar="{demo,train,eval,bench}")
+    p = argparse.ArgumentParser(prog="vaekernels", description="Fused C++/CUDA kernels for VAEs and MCMC.")
+    sub = p.add_subparsers(dest="command", metavar="{demo,train,eval,tour}")
 
-    b = sub.add_parser("bench", help="run every kernel against NumPy and print a table (the default command)")
-    b.set_defaults(func=_cmd_bench)
+    b = sub.add_parser("tour", help="run the main kernels against NumPy, check them and print a table")
+    b.set_defaults(func=_cmd_tour)
 
     d = sub.add_parser("demo", help="train a VAE on the 8x8 digits, print ELBO/IWAE, write plots and a summary")
     d.add_argument("--out", default="vaekernels-demo", help="output folder (default: %(default)s)")
@@ -148,9 +147,9 @@ def build_parser():
 # -------------------------------------------------------------------------------------------------
 # commands
 # -------------------------------------------------------------------------------------------------
-def _cmd_bench(args, parser):
-    from . import bench  # lazily: the kernel demonstration lives with the benchmarks' helpers
-    bench.kernel_demo()
+def _cmd_tour(args, parser):
+    from . import tour
+    tour.kernel_demo()
     return 0
 
 
@@ -255,8 +254,10 @@ def _cmd_eval(args, parser):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command is None:
-        return _cmd_bench(args, parser)
+    if args.command is None:   # as every command line does: say what it can do
+        parser.print_usage()
+        print("commands: demo, train, eval, tour (vaekernels COMMAND --help for each)")
+        return 2
     return args.func(args, parser)
 
 

@@ -1,4 +1,4 @@
-"""``python -m vaekernels`` / ``vaekernels bench``: a short demonstration of the kernels, each timed
+"""``vaekernels tour``: a short demonstration of the kernels, each timed
 against the plain NumPy formula it replaces and checked against it, at one batch size.
 
 For the full comparison against NumPy, PyTorch and JAX (several sizes, bandwidth, best configurations)

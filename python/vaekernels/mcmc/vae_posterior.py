@@ -4,9 +4,9 @@
     log p(x | z) = bernoulli_log_prob(x, decoder_logits(z))  or  normal_log_prob(x, decoder_mean(z), dec.logvar)
 
 The target is a Python callable for vaekernels.mcmc.sample: the sampler hands it all chains' states at
-once and the decoder runs on them as one batch (through the model's own layers and the package's fused
-log-likelihood kernels). Several data points are sampled in one call: chains are grouped, ``chains_per_x``
-consecutive chains per data point (row r of the state belongs to x[r // chains_per_x]).
+once and the decoder runs on them as one batch (``VAE.decoder_log_likelihood``, the model's public decoder
+API, which also gives the gradient in z). Several data points are sampled in one call: chains are grouped,
+``chains_per_x`` consecutive chains per data point (row r of the state belongs to x[r // chains_per_x]).
 
 The decoder runs in the model's dtype (float32 for most models): log p(x|z) then carries float32 rounding,
 a deterministic function of z, so the chain targets that (very slightly perturbed) density exactly.
@@ -34,7 +34,7 @@ class VAEPosterior:
     """
 
     def __init__(self, model, x, chains_per_x=64):
-        for attr in ("encode", "n_latent", "n_inputs", "likelihood", "_decoder", "_workspace"):
+        for attr in ("encode", "decoder_log_likelihood", "n_latent", "n_inputs", "dtype"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a trained vaekernels.VAE (missing {attr!r}), got {type(model).__name__}")
         x = np.asarray(x)
@@ -57,41 +57,35 @@ class VAEPosterior:
         mu, logvar = model.encode(self.x)
         self.q_mean = mu.astype(np.float64)
         self.q_logvar = logvar.astype(np.float64)
-        self._rows = None   # the data row of each chain, repeated: (chains, D)
-        self._dec_logvar = model.get_params()["dec.logvar"] if model.likelihood == "gaussian" else None
 
     @property
     def n_chains(self):
         return self.x.shape[0] * self.chains_per_x
 
-    def _data_rows(self, n):
-        if self._rows is None or self._rows.shape[0] != n:
-            if n % self.x.shape[0]:
-                raise ValueError(f"Z must have a multiple of n_x = {self.x.shape[0]} rows, got {n}")
-            self._rows = np.repeat(self.x, n // self.x.shape[0], axis=0)
-        return self._rows
+    def _latents(self, Z):
+        """Z (n_x * k, L) as (n_x, k, L): k consecutive rows per data point."""
+        Z = np.asarray(Z)
+        n_x = self.x.shape[0]
+        if Z.ndim != 2 or Z.shape[1] != self.dim or Z.shape[0] % n_x:
+            raise ValueError(f"Z must have shape (a multiple of n_x = {n_x}, {self.dim}), got {Z.shape}")
+        return Z.reshape(n_x, Z.shape[0] // n_x, self.dim)
 
     def log_likelihood(self, Z):
         """log p(x_r | z_r) for each row of Z (n_x * k, L): (n_x * k,) float64."""
-        model = self.model
-        Z = np.ascontiguousarray(Z, dtype=model.dtype)
-        X = self._data_rows(Z.shape[0])
-        out = np.empty(Z.shape[0], model.dtype)
-        for s in range(0, Z.shape[0], 1024):
-            t = min(Z.shape[0], s + 1024)
-            ws = model._workspace(t - s)
-            dec = model._decoder.forward(Z[s:t], ws.dec)         # logits, or the Gaussian mean
-            if model.likelihood == "bernoulli":
-                ops.bernoulli_log_prob(X[s:t], dec, out=out[s:t])
-            else:
-                lv = np.ascontiguousarray(np.broadcast_to(self._dec_logvar, dec.shape))
-                ops.normal_log_prob(X[s:t], dec, lv, out=out[s:t])
-        return out.astype(np.float64)
+        return self.model.decoder_log_likelihood(self.x, self._latents(Z)).reshape(-1).astype(np.float64)
 
     def log_prob(self, Z):
         """log p(x|z) + log p(z) (the unnormalised log posterior) for each row of Z: (n_x * k,) float64."""
         Z = np.asarray(Z, dtype=np.float64)
         return self.log_likelihood(Z) + ops.standard_normal_log_prob(Z)
+
+    def log_prob_and_grad(self, Z):
+        """(log p(x|z) + log p(z), its gradient in z) for each row of Z: (n_x * k,), (n_x * k, L) float64.
+        The decoder's gradient comes from its hand-written backward pass, batched over all chains."""
+        Z = np.asarray(Z, dtype=np.float64)
+        ll, dll = self.model.decoder_log_likelihood(self.x, self._latents(Z), grad=True)
+        lp, dlp = ops.standard_normal_log_prob_and_grad(Z)
+        return ll.reshape(-1).astype(np.float64) + lp, dll.reshape(Z.shape).astype(np.float64) + dlp
 
     __call__ = log_prob
 

@@ -46,10 +46,12 @@ class Linear:
         out += self.b
         return out
 
-    def backward(self, x, dy, dx=None):
-        """Write dW = x^T dy and db = sum_rows dy into the gradient views; dx = dy W^T if dx is given."""
-        np.dot(x.T, dy, out=self.dW)
-        np.add.reduce(dy, axis=0, out=self.db)
+    def backward(self, x, dy, dx=None, params=True):
+        """Write dW = x^T dy and db = sum_rows dy into the gradient views (unless params is False: then
+        only the input gradient is formed); dx = dy W^T if dx is given."""
+        if params:
+            np.dot(x.T, dy, out=self.dW)
+            np.add.reduce(dy, axis=0, out=self.db)
         if dx is not None:
             np.dot(dy, self.W.T, out=dx)
         return dx
@@ -94,17 +96,18 @@ class MLP:
             h = y
         return buf.out
 
-    def backward(self, x, dout, buf, dx=None):
-        """Given dout = d loss / d output (B, n_out), fill every layer's parameter gradients; write
-        d loss / d x into dx if given. dout and buf.dh are overwritten."""
+    def backward(self, x, dout, buf, dx=None, params=True):
+        """Given dout = d loss / d output (B, n_out), fill every layer's parameter gradients (params=False:
+        skip them, for the input gradient alone); write d loss / d x into dx if given. dout and buf.dh are
+        overwritten."""
         d = dout
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             inp = x if i == 0 else buf.h[i - 1]
             if i == 0:
-                layer.backward(inp, d, dx)
+                layer.backward(inp, d, dx, params)
             else:
-                layer.backward(inp, d, buf.dh[i - 1])
+                layer.backward(inp, d, buf.dh[i - 1], params)
                 d = self.act.backward(buf.h[i - 1], buf.dh[i - 1], buf.scratch[i - 1])
         return dx
 

@@ -1,0 +1,191 @@
+"""Training: ``fit`` (Adam on minibatches, schedules, dynamic binarisation, validation, progress) and the
+KL warm-up schedule. A mixin of ``VAE``.
+
+Randomness: every draw is a (seed, offset) pair of ``vaekernels.randn`` / ``rand`` streams. ``fit`` derives
+one key per purpose (latent noise, binarisation, shuffling, validation) from its ``seed`` (or the model's)
+with ``vaekernels.random.derive_seed(seed, "vae", purpose)`` and uses stream position ``counter * 2**32``
+for global step / epoch ``counter``, so runs replay bit for bit and a second ``fit`` call continues the
+streams (and the schedules, which take the model's global epoch) instead of repeating them.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .. import _blas
+from .. import kernels as ops
+from ..kernels import validate as V
+from ..random import derive_seed
+
+__all__ = ["linear_warmup", "STEP_STRIDE"]
+
+STEP_STRIDE = 1 << 32  # stream positions reserved per training step / epoch
+
+
+def linear_warmup(epochs, start=0.0):
+    """A KL-weight schedule for ``fit(kl_weight=...)``: rises linearly from ``start`` to 1 over ``epochs``
+    epochs (fractional epochs count, so the weight changes every batch), then stays at 1."""
+    epochs = float(epochs)
+    if not epochs > 0:
+        raise ValueError(f"epochs must be > 0, got {epochs}")
+
+    def schedule(t):
+        return min(1.0, start + (1.0 - start) * t / epochs)
+
+    return schedule
+
+
+
+
+class Training:
+    """``fit`` for ``VAE`` (see the module docstring for the streams and the schedules)."""
+
+    def fit(self, X, epochs=10, batch_size=128, lr=1e-3, validation_data=None, kl_weight=1.0,
+            binarize=None, seed=None, progress=True, callback=None, shuffle=True, betas=(0.9, 0.999),
+            eps=1e-8, weight_decay=0.0, blas_threads=1):
+        """Train with Adam on minibatches of X (n, n_inputs); returns this call's history.
+
+        epochs, batch_size: the schedule (the last batch of an epoch may be smaller). lr: a float, or a
+        callable ``lr(epoch)`` -> float of the model's global 0-based epoch (``model.epoch``: epochs trained
+        by earlier ``fit`` calls count, so ``fit(1); fit(1)`` equals ``fit(2)`` and a reloaded checkpoint
+        continues its schedule). validation_data: an (m, n_inputs)
+        array evaluated after every epoch (ELBO with a fixed noise stream; binarised once if
+        ``binarize="dynamic"``). kl_weight: a float or a callable ``w(t)`` of the global fractional epoch t
+        (``model.epoch`` + the fraction of the current epoch done; see ``linear_warmup``); the reported ELBO always uses weight 1. binarize: None, or "dynamic"
+        for a fresh Bernoulli draw of every pixel in every minibatch (Burda et al.). seed: the streams'
+        base seed; None uses the model's seed. progress: a tqdm bar on stderr when it is a terminal (False:
+        never). callback: ``callback(model, record)`` after each epoch with that epoch's record (a dict);
+        returning True stops training. betas, eps, weight_decay: AdamW's (PyTorch's defaults).
+        blas_threads: NumPy's BLAS thread count during training (default 1: results independent of the
+        environment's thread settings, and no contention with the kernels' OpenMP threads at these sizes;
+        None leaves the BLAS as configured, and the last bits then depend on its thread count).
+
+        History (also appended to ``model.history``): dict of lists with one entry per epoch: ``epoch``,
+        ``elbo``, ``recon`` (mean log p(x|z)), ``kl``, ``kl_weight``, ``lr``, ``seconds``, and with
+        validation data ``val_elbo``, ``val_recon``, ``val_kl``. ELBO values are per-sample means, in nats.
+
+        Raises ValueError for NaN/inf or out-of-range data (before any step), and FloatingPointError when a
+        loss or gradient becomes non-finite (naming epoch and batch); the parameters then are those of
+        the last finite step.
+        """
+        if binarize not in (None, "dynamic"):
+            raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
+        if binarize == "dynamic" and self.likelihood != "bernoulli":
+            raise ValueError("binarize='dynamic' needs likelihood='bernoulli'")
+        X = self._check_data(X, "X", binarize)
+        epochs = V.integer("epochs", epochs, 0, 1 << 40)
+        batch_size = V.integer("batch_size", batch_size, 1, 1 << 31)
+        batch_size = min(batch_size, X.shape[0])
+        if batch_size * self.n_inputs >= STEP_STRIDE or X.shape[0] >= STEP_STRIDE:
+            raise ValueError(f"batch_size * n_inputs and the number of rows must be < 2**32, got "
+                             f"{batch_size} * {self.n_inputs} and {X.shape[0]}")
+        base = self.seed if seed is None else V.integer("seed", seed)
+        seeds = {p: derive_seed(base, "vae", p) for p in ("noise", "binarize", "shuffle", "validation")}
+        lr_fn = lr if callable(lr) else (lambda e, _lr=float(lr): _lr)
+        kl_fn = kl_weight if callable(kl_weight) else (lambda t, _w=float(kl_weight): _w)
+        b1, b2 = (float(b) for b in betas)
+        eps, weight_decay = float(eps), float(weight_decay)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        Xval = None
+        if validation_data is not None:
+            Xval = self._check_data(validation_data, "validation_data", binarize)
+            if binarize == "dynamic":
+                from ..datasets import binarize as _binarize
+                Xval = _binarize(Xval, seeds["validation"])
+
+        n = X.shape[0]
+        n_batches = -(-n // batch_size)
+        history = {k: [] for k in ("epoch", "elbo", "recon", "kl", "kl_weight", "lr", "seconds")}
+        if Xval is not None:
+            history.update(val_elbo=[], val_recon=[], val_kl=[])
+        bar = _progress_bar(epochs * n_batches, progress)
+        L = self.n_latent
+        from ..datasets import permutation
+        if blas_threads is not None:
+            blas_threads = V.integer("blas_threads", blas_threads, 1, 1 << 16)
+        try:
+            with _blas.blas_threads(blas_threads):
+                self._fit_epochs(X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle,
+                                 (b1, b2, eps, weight_decay), history, bar, callback, permutation)
+        finally:
+            if bar is not None:
+                bar.close()
+        return history
+
+    def _fit_epochs(self, X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle, adam,
+                    history, bar, callback, permutation):
+        b1, b2, eps, weight_decay = adam
+        n = X.shape[0]
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            lr_e = float(lr_fn(self.epoch))
+            if not lr_e >= 0 or not math.isfinite(lr_e):
+                raise ValueError(f"lr must be a finite number >= 0, got {lr_e} at epoch {self.epoch}")
+            order = (permutation(n, seeds["shuffle"], self.epoch * STEP_STRIDE) if shuffle
+                     else np.arange(n))
+            sum_ll = sum_kl = 0.0
+            w = 1.0
+            for b in range(n_batches):
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                ws = self._workspace(idx.shape[0])
+                offset = self.step * STEP_STRIDE
+                if binarize == "dynamic":
+                    np.take(X, idx, axis=0, out=ws.grey, mode="clip")
+                    ops.rand(ws.u.shape, seeds["binarize"], offset, self.dtype, out=ws.u)
+                    np.less(ws.u, ws.grey, out=ws.x)  # P(x = 1) = grey level
+                else:
+                    np.take(X, idx, axis=0, out=ws.x, mode="clip")
+                w = float(kl_fn(self.epoch + b / n_batches))
+                ll, kl = self._forward(ws, ws.x, seeds["noise"], offset)
+                self._backward(ws, ws.x, seeds["noise"], offset, w)
+                if not (math.isfinite(ll) and math.isfinite(kl)
+                        and math.isfinite(float(np.add.reduce(self._params.grad_flat)))):
+                    raise FloatingPointError(
+                        f"non-finite loss or gradient at epoch {self.epoch} (0-based; epoch {e} of this "
+                        f"fit), batch {b} of {n_batches}: sum log p(x|z) = {ll}, sum KL = {kl}; "
+                        f"the parameters are those after the last finite step (step {self.step}). "
+                        f"Try a lower learning rate.")
+                self.step += 1
+                ops.adam_step(self._params.flat, self._params.grad_flat, self._adam_m, self._adam_v,
+                              self.step, lr_e, b1, b2, eps, weight_decay)
+                sum_ll += ll
+                sum_kl += kl
+                if bar is not None:
+                    bar.update(1)
+            record = {"epoch": self.epoch, "elbo": (sum_ll - sum_kl) / n, "recon": sum_ll / n,
+                      "kl": sum_kl / n, "kl_weight": w, "lr": lr_e}
+            if Xval is not None:
+                ll_v, kl_v = self._elbo_terms(Xval, seeds["validation"])
+                record.update(val_elbo=float(np.mean(ll_v - kl_v)), val_recon=float(np.mean(ll_v)),
+                              val_kl=float(np.mean(kl_v)))
+            self.epoch += 1
+            record["seconds"] = time.perf_counter() - t0
+            for k, v in record.items():
+                history[k].append(v)
+                self.history.setdefault(k, []).append(v)
+            if bar is not None:
+                post = {"elbo": f"{record['elbo']:.2f}"}
+                if Xval is not None:
+                    post["val"] = f"{record['val_elbo']:.2f}"
+                bar.set_postfix(post, refresh=False)
+            if callback is not None and callback(self, dict(record)) is True:
+                break
+
+
+def _progress_bar(total, progress):
+    """A tqdm bar on stderr if progress is truthy and stderr is a terminal; None otherwise."""
+    if not progress or not total or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        warnings.warn("progress bars need tqdm (pip install tqdm, or vaekernels[demo]); training without one",
+                      stacklevel=3)
+        return None
+    return tqdm(total=total, unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
+
