@@ -104,14 +104,13 @@ def wants_device(kernel, plan, args, out, device):
         if out is not None and not is_device_array(out):
             raise TypeError(f"out is a host array ({type(out).__name__}) but device={device!r} asks for a GPU array")
         return True
-    params = kernel.params
     host = dev = None
-    for i in plan.array_index:
+    for i, name, _, _ in plan.arrays:
         a = args[i]
-        if type(a) is not np.ndarray and is_device_array(a):
-            dev = dev or params[i].name
+        if type(a) is np.ndarray or not is_device_array(a):
+            host = host or (name, type(a).__name__)
         else:
-            host = host or (params[i].name, type(a).__name__)
+            dev = dev or name
         if host and dev:
             name, kind = host
             raise TypeError(
@@ -156,9 +155,6 @@ class DeviceLib:
             self.device, self._first = a.device, name
         elif a.device.id != self.device.id:
             raise ValueError(f"{name} is on GPU {a.device.id} but {self._first} is on GPU {self.device.id}")
-
-    def same_device(self, kernel, arrays):
-        pass  # checked array by array in _on_device
 
     def output(self, name, out, shape, dtype):
         cp = self.cp

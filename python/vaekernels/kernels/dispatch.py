@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from . import cuda as _cuda
 from . import validate as V
 from .spec import BATCH, BLOCKS, CREATION, FULL, KEYS, PHILOX, ROWS, SAMPLES, Array
 
@@ -28,18 +29,31 @@ __all__ = ["call", "Plan", "plan"]
 
 
 class Plan:
-    """What ``call`` needs of a kernel, computed once from its description."""
+    """What ``call`` needs of a kernel, computed once from its description (the per-call path only indexes)."""
 
     def __init__(self, kernel):
         self.kernel = kernel
-        self.array_index = tuple(i for i, p in enumerate(kernel.params) if isinstance(p, Array))
-        self.scalar_index = tuple(i for i, p in enumerate(kernel.params) if not isinstance(p, Array))
+        params = kernel.params
+        # (position in args, name, io, role) of each array parameter, in order
+        self.arrays = tuple((i, p.name, p.io, p.role) for i, p in enumerate(params) if isinstance(p, Array))
+        self.array_index = tuple(a[0] for a in self.arrays)
+        self.scalars = tuple((i, p.name, V.scalar_check(p)) for i, p in enumerate(params) if not isinstance(p, Array))
         self.float = kernel.dtypes != ("uint32",)
-        self.ref = next((p.name for p in kernel.arrays if p.role == FULL), None)
+        roles = [a[3] for a in self.arrays]
+        self.ref = roles.index(FULL) if FULL in roles else None             # whose shape is the kernel's
+        self.ref_name = self.arrays[self.ref][1] if self.ref is not None else None
+        self.full = tuple(j for j, r in enumerate(roles) if r == FULL and j != self.ref)
+        self.batch = tuple(j for j, r in enumerate(roles) if r == BATCH)
+        self.cpp_scalars = tuple(s.name for s in kernel.cpp_scalars)
+        self.n_samples_cpp = "n_samples" in self.cpp_scalars
+        self.out_roles = tuple(o.role for o in kernel.outputs)
         self.n_out = len(kernel.outputs)
+        self.out_names = ("out",) if self.n_out == 1 else tuple(f"out[{i}]" for i in range(self.n_out))
         self.returns = (None if kernel.returns == "outputs"
-                        else next(i for i, p in enumerate(kernel.params) if p.name == kernel.returns))
-        self.count_samples = kernel.stream is not None and kernel.stream.count == "samples"
+                        else next(i for i, p in enumerate(params) if p.name == kernel.returns))
+        self.stream = kernel.stream is not None
+        self.count_samples = self.stream and kernel.stream.count == "samples"
+        self.layout = kernel.layout
 
 
 _PLANS = {}
@@ -54,41 +68,38 @@ def plan(kernel):
 
 def call(kernel, args, out=None, device=None):
     """Run ``kernel`` on ``args`` (its parameters in signature order); see the module docstring."""
-    pl = plan(kernel)
-    from . import cuda  # noqa: PLC0415  (cheap after the first call; keeps CuPy out of host-only calls)
-    on_device = cuda.wants_device(kernel, pl, args, out, device)
-    lib = cuda.DeviceLib(kernel, pl, args, out, device) if on_device else HOST
+    pl = _PLANS.get(kernel.name) or plan(kernel)
+    lib = HOST
+    if _cuda.wants_device(kernel, pl, args, out, device):
+        lib = _cuda.DeviceLib(kernel, pl, args, out, device)
     return _run(pl, lib, args, out)
 
 
 def _run(pl, lib, args, out):
     kernel = pl.kernel
-    params = kernel.params
 
     # ---- arrays: type, dtype ----------------------------------------------------------------------
     arrays = []
     dtype = first = None
-    for i in pl.array_index:
-        p, a = params[i], args[i]
-        a = lib.inout(p.name, a) if p.io == "inout" else lib.array(p.name, a)
+    for i, name, io, _ in pl.arrays:
+        a = lib.inout(name, args[i]) if io == "inout" else lib.array(name, args[i])
         if pl.float:
             if a.dtype not in V.FLOAT_DTYPES:
-                raise TypeError(f"{p.name} must have dtype float32 or float64, got {a.dtype}")
+                raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
         elif a.dtype != np.uint32:
-            raise TypeError(f"{p.name} must have dtype uint32, got {a.dtype}")
+            raise TypeError(f"{name} must have dtype uint32, got {a.dtype}")
         if dtype is None:
-            dtype, first = a.dtype, p.name
+            dtype, first = a.dtype, name
         elif a.dtype != dtype:
-            raise TypeError(f"{p.name} has dtype {a.dtype} but {first} has dtype {dtype}; mixed dtypes are not "
+            raise TypeError(f"{name} has dtype {a.dtype} but {first} has dtype {dtype}; mixed dtypes are not "
                             f"cast silently (convert with .astype first)")
         arrays.append(a)
-    lib.same_device(kernel, arrays)
 
     # ---- scalars ------------------------------------------------------------------------------------
-    values = {params[i].name: V.scalar(params[i], args[i]) for i in pl.scalar_index}
+    values = {name: check(args[i]) for i, name, check in pl.scalars}
 
     # ---- shapes -------------------------------------------------------------------------------------
-    layout = kernel.layout
+    layout = pl.layout
     if layout == CREATION:
         shape, dtype = values["shape"], values["dtype"]
         n = math.prod(shape)
@@ -103,49 +114,50 @@ def _run(pl, lib, args, out):
         n = shape[0]
         extent = (n,)
     else:
-        ref = arrays[kernel.arrays.index(kernel.param(pl.ref))]
+        ref = arrays[pl.ref]
         shape = ref.shape
-        for p, a in zip(kernel.arrays, arrays):
-            if p.role == FULL and a.shape != shape:
-                V.same_shape(pl.ref, ref, p.name, a)
-        n = math.prod(shape)
+        for j in pl.full:
+            if arrays[j].shape != shape:
+                V.same_shape(pl.ref_name, ref, pl.arrays[j][1], arrays[j])
+        n = ref.size
         if layout == ROWS:
             if not shape:
-                raise ValueError(f"{pl.ref} must have at least one dimension (the reduced last axis), got a scalar")
+                raise ValueError(f"{pl.ref_name} must have at least one dimension (the reduced last axis), "
+                                 f"got a scalar")
             batch = shape[:-1]
-            for p, a in zip(kernel.arrays, arrays):
-                if p.role == BATCH and a.shape != batch:
-                    raise ValueError(f"{p.name} must have shape {batch} ({pl.ref}'s shape without its last axis), "
-                                     f"got {a.shape}")
+            for j in pl.batch:
+                if arrays[j].shape != batch:
+                    raise ValueError(f"{pl.arrays[j][1]} must have shape {batch} ({pl.ref_name}'s shape without "
+                                     f"its last axis), got {arrays[j].shape}")
             extent = (math.prod(batch), shape[-1])
         else:
             extent = (n,)
 
     # ---- stream -------------------------------------------------------------------------------------
     n_samples = values.get("n_samples")
-    if kernel.stream is not None:
-        V.check_stream_end(values["offset"], n * (n_samples or 1) if pl.count_samples else n)
+    if pl.stream:
+        V.check_stream_end(values["offset"], n * n_samples if pl.count_samples and n_samples else n)
 
     # ---- outputs ------------------------------------------------------------------------------------
     outs = ()
     if pl.n_out:
         if pl.n_out == 1:
             given = (out,)
-            names = ("out",)
+        elif out is None:
+            given = (None,) * pl.n_out
+        elif not isinstance(out, (tuple, list)) or len(out) != pl.n_out:
+            raise TypeError(f"out must be a tuple of {pl.n_out} arrays, got {type(out).__name__}")
         else:
-            if out is None:
-                given = (None,) * pl.n_out
-            elif not isinstance(out, (tuple, list)) or len(out) != pl.n_out:
-                raise TypeError(f"out must be a tuple of {pl.n_out} arrays, got {type(out).__name__}")
-            else:
-                given = tuple(out)
-            names = tuple(f"out[{i}]" for i in range(pl.n_out))
-        outs = tuple(lib.output(nm, o, _role_shape(p.role, shape, n_samples), dtype)
-                     for nm, o, p in zip(names, given, kernel.outputs))
+            given = out
+        outs = tuple(lib.output(nm, o, _role_shape(r, shape, n_samples), dtype)
+                     for nm, o, r in zip(pl.out_names, given, pl.out_roles))
 
     # ---- launch -------------------------------------------------------------------------------------
-    scalars = tuple(_cpp_value(s, values[s.name]) for s in kernel.cpp_scalars)
-    lib.launch(kernel, dtype, arrays + list(outs), extent, scalars)
+    scalars = tuple(values[s] for s in pl.cpp_scalars)
+    if pl.n_samples_cpp and n_samples is None:
+        scalars = tuple(1 if s == "n_samples" else values[s] for s in pl.cpp_scalars)
+    arrays.extend(outs)
+    lib.launch(kernel, dtype, arrays, extent, scalars)
     if pl.returns is not None:
         return args[pl.returns]
     return outs[0] if pl.n_out == 1 else outs
@@ -161,12 +173,6 @@ def _role_shape(role, shape, n_samples):
     if role == KEYS:
         return (shape[0], 2)
     raise AssertionError(role)
-
-
-def _cpp_value(spec, value):
-    if spec.kind == "n_samples":
-        return 1 if value is None else value
-    return value
 
 
 # -------------------------------------------------------------------------------------------------
@@ -189,10 +195,6 @@ class HostLib:
         if not a.flags.c_contiguous or not a.flags.writeable:
             raise ValueError(f"{name} must be C-contiguous and writable (it is updated in place)")
         return a
-
-    @staticmethod
-    def same_device(kernel, arrays):
-        pass
 
     output = staticmethod(V.host_output)
 

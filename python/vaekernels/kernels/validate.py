@@ -113,21 +113,21 @@ def output_layout(name, out, shape, dtype):
         raise ValueError(f"{name} must be C-contiguous")
 
 
-def scalar(spec, value):
-    """Validate one scalar parameter of the kernel table by its kind (spec.Scalar)."""
-    kind = spec.kind
-    if kind == "seed":
-        return integer(spec.name, value)
-    if kind == "offset":
-        return integer(spec.name, value)        # the stream end is checked once the size is known
+def scalar_check(spec):
+    """The validator of one scalar parameter of the kernel table, by its kind (spec.Scalar): a function
+    value -> validated value, built once per parameter."""
+    kind, name = spec.kind, spec.name
+    if kind in ("seed", "offset"):      # the stream end is checked once the size is known
+        return lambda v: integer(name, v)
     if kind == "n_samples":
-        return None if value is None else integer(spec.name, value, 1, 1 << 62)
+        return lambda v: None if v is None else integer(name, v, 1, 1 << 62)
     if kind == "real":
-        return real(spec.name, value, spec.lo, spec.hi, spec.hi_open)
+        lo, hi, hi_open = spec.lo, spec.hi, spec.hi_open
+        return lambda v: real(name, v, lo, hi, hi_open)
     if kind == "step":
-        return integer(spec.name, value, 1, 1 << 62)
+        return lambda v: integer(name, v, 1, 1 << 62)
     if kind == "shape":
-        return shape_arg(value)
+        return shape_arg
     if kind == "dtype":
-        return dtype_arg(value)
+        return dtype_arg
     raise AssertionError(kind)
