@@ -495,3 +495,113 @@ def test_parameter_digest_changes_with_seed():
     # the initial weights come from the model seed through randn: distinct seeds, distinct models
     digests = {hashlib.sha256(VAE(8, 2, hidden=(4,), seed=s)._params.flat.tobytes()).hexdigest() for s in range(4)}
     assert len(digests) == 4
+
+
+# -------------------------------------------------------------------------------------------------
+# schedules on the global epoch, streams keyed by derive_seed
+# -------------------------------------------------------------------------------------------------
+SCHEDULE_KW = dict(batch_size=64, binarize="dynamic", progress=False, kl_weight=vk.vae.linear_warmup(3),
+                   lr=lambda epoch: 3e-3 / (1 + epoch))
+
+
+def _same_params(a, b):
+    for k, v in a.get_params().items():
+        np.testing.assert_array_equal(v, b.get_params()[k], err_msg=k)
+
+
+def test_fit_in_parts_equals_fit_at_once_with_schedules():
+    """fit(1); fit(1) == fit(2) with a KL warm-up and an lr schedule: both take the model's global epoch."""
+    X = digits_like()
+    a, b = VAE(16, 4, hidden=(32,), seed=5), VAE(16, 4, hidden=(32,), seed=5)
+    ha = a.fit(X, epochs=2, **SCHEDULE_KW)
+    b.fit(X, epochs=1, **SCHEDULE_KW)
+    hb = b.fit(X, epochs=1, **SCHEDULE_KW)
+    _same_params(a, b)
+    assert hb["lr"] == [3e-3 / 2] and ha["lr"] == [3e-3, 3e-3 / 2]
+    assert hb["kl_weight"] == ha["kl_weight"][1:] and b.history["kl_weight"] == ha["kl_weight"]
+
+
+def test_reloaded_checkpoint_continues_the_warmup(tmp_path):
+    X = digits_like()
+    a = VAE(16, 4, hidden=(32,), seed=5)
+    a.fit(X, epochs=2, **SCHEDULE_KW)
+    b = VAE(16, 4, hidden=(32,), seed=5)
+    b.fit(X, epochs=1, **SCHEDULE_KW)
+    b.save(tmp_path / "m.npz")
+    c = VAE.load(tmp_path / "m.npz")
+    c.fit(X, epochs=1, **SCHEDULE_KW)           # the warm-up resumes at epoch 1, not at 0
+    _same_params(a, c)
+    assert c.history["kl_weight"] == a.history["kl_weight"] and c.history["lr"] == a.history["lr"]
+
+
+def test_fit_keys_its_noise_stream_with_derive_seed():
+    """The ELBO fit reports for an epoch with lr=0 (one full batch, no shuffle) is the loss of loss_and_grad
+    on the stream derive_seed(seed, "vae", "noise") at offset 0 (step 0 of the stream layout)."""
+    X = (digits_like(64) > 0.5).astype(np.float64)
+    m = VAE(16, 4, hidden=(8,), seed=11, dtype=np.float64)
+    h = m.fit(X, epochs=1, batch_size=64, lr=0.0, shuffle=False, progress=False, seed=77)
+    loss, _ = m.loss_and_grad(X, seed=vk.random.derive_seed(77, "vae", "noise"), offset=0)
+    assert h["elbo"][0] == pytest.approx(-loss, rel=1e-12)
+    other, _ = m.loss_and_grad(X, seed=vk.random.derive_seed(77, "vae", "binarize"), offset=0)
+    assert other != pytest.approx(loss, rel=1e-6)
+
+
+# -------------------------------------------------------------------------------------------------
+# the public decoder API
+# -------------------------------------------------------------------------------------------------
+def reference_decoder_ll(model, X, Z):
+    """log p(x_i | z_ik) in plain NumPy from get_params(): X (n, D), Z (n, K, L) -> (n, K)."""
+    p = {k: v.astype(np.float64) for k, v in model.get_params().items()}
+    act = ACT[model.activation]
+    n_dec = sum(1 for k in p if k.startswith("dec.") and k.endswith(".W"))
+    h = Z.astype(np.float64)
+    for i in range(n_dec):
+        h = h @ p[f"dec.{i}.W"] + p[f"dec.{i}.b"]
+        if i < n_dec - 1:
+            h = act(h)
+    x = X[:, None, :]
+    if model.likelihood == "bernoulli":
+        return np.sum(x * h - np.logaddexp(0.0, h), axis=-1)
+    lv = p["dec.logvar"]
+    return -0.5 * np.sum(np.log(2 * np.pi) + lv + (x - h) ** 2 / np.exp(lv), axis=-1)
+
+
+@pytest.mark.parametrize("likelihood,activation,hidden", CASES)
+def test_decoder_log_likelihood_and_its_gradient(likelihood, activation, hidden):
+    m = small_model(likelihood, activation, hidden)
+    rng = np.random.default_rng(4)
+    X = small_data(4, likelihood)
+    Z = rng.standard_normal((4, 3, 3))
+    ll = m.decoder_log_likelihood(X, Z, batch_size=5)             # chunks cross data rows
+    np.testing.assert_allclose(ll, reference_decoder_ll(m, X, Z), rtol=1e-12, atol=1e-12)
+    ll2, g = m.decoder_log_likelihood(X, Z, grad=True, batch_size=7)
+    np.testing.assert_array_equal(ll2, ll)
+    h = 1e-6
+    fd = np.empty_like(Z)
+    for i in np.ndindex(Z.shape):
+        zp, zm = Z.copy(), Z.copy()
+        zp[i] += h
+        zm[i] -= h
+        fd[i] = (reference_decoder_ll(m, X, zp)[i[:2]] - reference_decoder_ll(m, X, zm)[i[:2]]) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-7)
+    # (n, L): one latent row per data row, the K axis left out
+    one, g1 = m.decoder_log_likelihood(X, Z[:, 0], grad=True)
+    np.testing.assert_array_equal(one, ll[:, 0])
+    np.testing.assert_array_equal(g1, g[:, 0])
+    # the gradient pass leaves the model's parameter gradients alone
+    before = m._params.grad_flat.copy()
+    m.decoder_log_likelihood(X, Z, grad=True)
+    np.testing.assert_array_equal(m._params.grad_flat, before)
+
+
+def test_decoder_log_likelihood_errors():
+    m = small_model()
+    X = small_data(2)
+    with pytest.raises(ValueError, match=r"Z must have shape \(2, K, 3\)"):
+        m.decoder_log_likelihood(X, np.zeros((3, 4, 3)))
+    with pytest.raises(ValueError, match="Z must have shape"):
+        m.decoder_log_likelihood(X, np.zeros((2, 4, 2)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        m.decoder_log_likelihood(X + 2, np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="real numeric"):
+        m.decoder_log_likelihood(X, np.array([["a"] * 3] * 2))
