@@ -256,18 +256,20 @@ def test_seed_is_a_64_bit_key(dtype):
 def _independent_derive_seed(seed, *path):
     """derive_seed written again with NumPy uint64 wrap-around arithmetic (not the package's code)."""
     u = np.uint64
-    with np.errstate(over="ignore"):
-        def mix(x):
+
+    def mix(x):
+        with np.errstate(over="ignore"):      # uint64 arithmetic wraps modulo 2**64, as intended
             z = u(x) + u(0x9E3779B97F4A7C15)
             z = (z ^ (z >> u(30))) * u(0xBF58476D1CE4E5B9)
             z = (z ^ (z >> u(27))) * u(0x94D049BB133111EB)
-            return int(z ^ (z >> u(31)))
+        return int(z ^ (z >> u(31)))
 
-        def fnv(data):
-            h = u(0xCBF29CE484222325)
+    def fnv(data):
+        h = u(0xCBF29CE484222325)
+        with np.errstate(over="ignore"):
             for b in data:
                 h = (h ^ u(b)) * u(0x100000001B3)
-            return int(h)
+        return int(h)
 
     key = mix(seed)
     for part in path:
