@@ -201,7 +201,7 @@ def torch_impl(a, B, D):
 
 def bench_mcmc(cp, chains=1024, steps=2000):
     """Random-walk MH on the GPU (one mh_step launch per iteration) against the CPU sampler, same chains,
-    steps and fixed step size (the issue #4 benchmark targets: 2-D banana, step 3.0; 50-D Gaussian with
+    steps and fixed step size (the targets of bench_mcmc.py: 2-D banana, step 3.0; 50-D Gaussian with
     Sigma_ij = 0.5^|i-j|, step 0.25). Chain-steps per second; both produce the same draws bit for bit."""
     import time
     from vaekernels import mcmc

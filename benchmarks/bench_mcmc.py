@@ -2,7 +2,7 @@
 
     python benchmarks/bench_mcmc.py [--chains 1024] [--steps 2000] [--repeats 3] [--json out.json]
 
-Targets (issue #4), 1,024 chains x 2,000 steps, chains started at exact draws, no warm-up, fixed step:
+Targets, 1,024 chains x 2,000 steps, chains started at exact draws, no warm-up, fixed step:
   banana    log p = -x1^2/200 - (x2 + 0.1 x1^2 - 10)^2/2           (2-D, step 3.0)
   gaussian  N(0, Sigma), Sigma_ij = 0.5^|i-j|                      (50-D, step 0.25)
 Every implementation runs the same algorithm (Gaussian random walk, MH accept, float64, all draws kept;

@@ -1,6 +1,6 @@
 """Burda, Grosse & Salakhutdinov (ICLR 2016), Table 1, one-stochastic-layer VAE (k = 1), with vaekernels.
 
-Protocol (the authors' code, github.com/yburda/iwae, as summarised in ../shared/data/published/):
+Protocol (the authors' code, github.com/yburda/iwae, and the paper's section 5):
   * MNIST, dynamically binarised (a fresh Bernoulli draw of every pixel in every minibatch);
   * train on the first 59,600 training images, validate on the last 400;
   * 784-200-200-50 tanh encoder, 50-200-200-784 tanh decoder, Bernoulli likelihood;

@@ -52,20 +52,8 @@ std::string device_error() {
 template <class Args>
 void fill(Args& a, const py::tuple& pointers, const py::tuple& extent, const py::tuple& scalars) {
     const std::string kernel = Args::kName;
-    if constexpr (Args::kLayout == Layout::kRows) {
-        if (extent.size() != 2) throw py::value_error(kernel + ": extent must be (rows, cols)");
-        a.rows = extent[0].cast<int64_t>();
-        a.cols = extent[1].cast<int64_t>();
-    } else {
-        if (extent.size() != 1) throw py::value_error(kernel + ": extent must be (n,)");
-        a.n = extent[0].cast<int64_t>();
-    }
-    if (scalars.size() != static_cast<size_t>(Args::kNumScalars) ||
-        pointers.size() != static_cast<size_t>(Args::kNumArrays))
-        throw py::value_error(kernel + ": expected " + std::to_string(Args::kNumArrays) + " pointers and " +
-                              std::to_string(Args::kNumScalars) + " scalars");
-    size_t si = 0;
-    a.visit_scalars([&](const char*, auto& value) { value = scalars[si++].cast<std::decay_t<decltype(value)>>(); });
+    if (const std::string err = fill_extent_and_scalars(a, extent, scalars, pointers.size()); !err.empty())
+        throw py::value_error(err);
     size_t ai = 0;
     a.visit_arrays([&](const ArraySpec& spec, auto*& ptr) {
         int64_t count = 0;

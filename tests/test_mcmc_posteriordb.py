@@ -1,4 +1,5 @@
-"""vaekernels.mcmc against posteriordb reference posteriors (../shared/data/posteriordb, see its README).
+"""vaekernels.mcmc against posteriordb reference posteriors (the posteriordb
+reference data, read from ../shared/data/posteriordb when present; https://github.com/stan-dev/posteriordb).
 
 Each Stan model's log density is written here in NumPy on the unconstrained space (log for positive
 parameters, logit for (0, 1), first + cumsum(exp) for ordered vectors, with the log-Jacobians, as Stan

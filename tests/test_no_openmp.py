@@ -1,7 +1,7 @@
 """Results without OpenMP: the CPU kernels compiled with no OpenMP at all (a g++ build of cpp/src/kernels.cpp
 without -fopenmp, as on a compiler that lacks it) give the same bits as the installed, OpenMP-parallel
 extension. Together with tests/test_simd_levels.py (thread counts 1-3, every SIMD level) this covers the
-"with and without OpenMP" build of DESIGN.md without a second install of the package."""
+build with and without OpenMP without a second install of the package."""
 import os
 import shutil
 import subprocess

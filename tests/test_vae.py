@@ -29,30 +29,30 @@ ACT = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0.0), "linear": lambda a
 def reference_terms(model, x, seed, offset=0):
     """(log p(x|z), KL) per row, computed from get_params() with eps = randn((B, L), seed, offset)."""
     p = {k: v.astype(np.float64) for k, v in model.get_params().items()}
-    act = ACT[model.activation]
-    n_enc = sum(1 for k in p if k.startswith("enc.") and k.endswith(".W"))
-    n_dec = sum(1 for k in p if k.startswith("dec.") and k.endswith(".W"))
-    h = x.astype(np.float64)
-    for i in range(n_enc):
-        h = h @ p[f"enc.{i}.W"] + p[f"enc.{i}.b"]
-        if i < n_enc - 1:
-            h = act(h)
+    h = _mlp(p, "enc", ACT[model.activation], x.astype(np.float64))
     L = model.n_latent
     mu, logvar = h[:, :L], h[:, L:]
     eps = vk.randn((x.shape[0], L), seed, offset, np.float64)
     z = mu + np.exp(0.5 * logvar) * eps
     kl = 0.5 * np.sum(mu ** 2 + np.exp(logvar) - 1.0 - logvar, axis=1)
-    h = z
-    for i in range(n_dec):
-        h = h @ p[f"dec.{i}.W"] + p[f"dec.{i}.b"]
-        if i < n_dec - 1:
+    return _log_likelihood(model, p, x, _mlp(p, "dec", ACT[model.activation], z)), kl
+
+
+def _mlp(p, prefix, act, h):
+    n = sum(1 for k in p if k.startswith(prefix + ".") and k.endswith(".W"))
+    for i in range(n):
+        h = h @ p[f"{prefix}.{i}.W"] + p[f"{prefix}.{i}.b"]
+        if i < n - 1:
             h = act(h)
+    return h
+
+
+def _log_likelihood(model, p, x, out):
+    """log p(x | decoder output) summed over the last axis (x broadcasts against out)."""
     if model.likelihood == "bernoulli":
-        ll = np.sum(x * h - np.logaddexp(0.0, h), axis=1)
-    else:
-        lv = p["dec.logvar"]
-        ll = -0.5 * np.sum(np.log(2 * np.pi) + lv + (x - h) ** 2 / np.exp(lv), axis=1)
-    return ll, kl
+        return np.sum(x * out - np.logaddexp(0.0, out), axis=-1)
+    lv = p["dec.logvar"]
+    return -0.5 * np.sum(np.log(2 * np.pi) + lv + (x - out) ** 2 / np.exp(lv), axis=-1)
 
 
 def small_model(likelihood="bernoulli", activation="tanh", hidden=(6, 5), dtype=np.float64, seed=3):
@@ -552,18 +552,7 @@ def test_fit_keys_its_noise_stream_with_derive_seed():
 def reference_decoder_ll(model, X, Z):
     """log p(x_i | z_ik) in plain NumPy from get_params(): X (n, D), Z (n, K, L) -> (n, K)."""
     p = {k: v.astype(np.float64) for k, v in model.get_params().items()}
-    act = ACT[model.activation]
-    n_dec = sum(1 for k in p if k.startswith("dec.") and k.endswith(".W"))
-    h = Z.astype(np.float64)
-    for i in range(n_dec):
-        h = h @ p[f"dec.{i}.W"] + p[f"dec.{i}.b"]
-        if i < n_dec - 1:
-            h = act(h)
-    x = X[:, None, :]
-    if model.likelihood == "bernoulli":
-        return np.sum(x * h - np.logaddexp(0.0, h), axis=-1)
-    lv = p["dec.logvar"]
-    return -0.5 * np.sum(np.log(2 * np.pi) + lv + (x - h) ** 2 / np.exp(lv), axis=-1)
+    return _log_likelihood(model, p, X[:, None, :], _mlp(p, "dec", ACT[model.activation], Z.astype(np.float64)))
 
 
 @pytest.mark.parametrize("likelihood,activation,hidden", CASES)

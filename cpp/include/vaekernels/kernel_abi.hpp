@@ -7,8 +7,11 @@
 // members and checks each array against element_count() before any kernel runs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <type_traits>
 
 #include "config.hpp"
 
@@ -68,6 +71,32 @@ bool element_count(const Args& a, Role role, int64_t& count) {
             default: return false;
         }
     }
+}
+
+// Fills a record's extent and scalars from a caller's two sequences (in both extensions pybind11 tuples:
+// anything with size() and operator[] giving objects with cast<T>()), and checks the number of arrays the
+// caller brings. Returns "" or what is wrong (the bindings raise it as ValueError). Scalars arrive in
+// visit_scalars order, each converted to its field's type.
+template <class Args, class Seq>
+std::string fill_extent_and_scalars(Args& a, const Seq& extent, const Seq& scalars, size_t n_arrays) {
+    const std::string kernel = Args::kName;
+    if constexpr (Args::kLayout == Layout::kRows) {
+        if (extent.size() != 2) return kernel + ": extent must be (rows, cols)";
+        a.rows = extent[0].template cast<int64_t>();
+        a.cols = extent[1].template cast<int64_t>();
+    } else {
+        if (extent.size() != 1) return kernel + ": extent must be (n,)";
+        a.n = extent[0].template cast<int64_t>();
+    }
+    if (scalars.size() != static_cast<size_t>(Args::kNumScalars) || n_arrays != static_cast<size_t>(Args::kNumArrays))
+        return kernel + ": expected " + std::to_string(Args::kNumArrays) + " arrays and " +
+               std::to_string(Args::kNumScalars) + " scalars, got " + std::to_string(n_arrays) + " and " +
+               std::to_string(scalars.size());
+    size_t i = 0;
+    a.visit_scalars([&](const char*, auto& value) {
+        value = scalars[i++].template cast<std::decay_t<decltype(value)>>();
+    });
+    return std::string();
 }
 
 // Elements of the kernel's whole shape (what a kernel iterates over).

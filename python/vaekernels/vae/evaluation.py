@@ -140,11 +140,7 @@ class Evaluation:
     def decode(self, Z, batch_size=1024):
         """The decoder's mean for latents Z (n, L): Bernoulli probabilities sigmoid(logits), or the
         Gaussian mean. Returns (n, n_inputs)."""
-        Z = np.asarray(Z)
-        if Z.dtype != self.dtype:
-            if Z.dtype.kind not in "biuf":
-                raise TypeError(f"Z must be a real numeric array, got dtype {Z.dtype}")
-            Z = Z.astype(self.dtype)
+        Z = self._as_model_dtype("Z", Z)
         if Z.ndim != 2 or Z.shape[1] != self.n_latent:
             raise ValueError(f"Z must have shape (n, {self.n_latent}), got {Z.shape}")
         Z = np.ascontiguousarray(Z)
@@ -167,11 +163,7 @@ class Evaluation:
         go through the decoder at once. This is what MCMC on p(z | x) (``mcmc.vae_posterior``) builds on.
         """
         X = self._check_data(X, "X")
-        Z = np.asarray(Z)
-        if Z.dtype != self.dtype:
-            if Z.dtype.kind not in "biuf":
-                raise TypeError(f"Z must be a real numeric array, got dtype {Z.dtype}")
-            Z = Z.astype(self.dtype)
+        Z = self._as_model_dtype("Z", Z)
         n, L = X.shape[0], self.n_latent
         single = Z.ndim == 2
         if single:

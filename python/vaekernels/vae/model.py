@@ -1,6 +1,6 @@
 """A variational autoencoder trained with hand-written gradients on the fused kernels.
 
-One training step (DESIGN.md, "The flow of one VAE training step"), all on preallocated buffers:
+One training step (docs/architecture.md, "One training step"), all on preallocated buffers:
 
     x (B, D) --encoder MLP (GEMMs)--> head (B, 2L) = [mu | logvar]
       --latent_forward(mu, logvar, seed, offset)--> z (B, L), kl (B,)
@@ -189,13 +189,17 @@ class VAE(Training, Evaluation, Checkpoints):
         np.copyto(ws.dhead[:, L:], ws.dlogvar)
         self._encoder.backward(x, ws.dhead, ws.enc, dx=None)
 
+    def _as_model_dtype(self, name, a):
+        """``a`` as an array of the model's dtype (real numbers are converted, anything else is refused)."""
+        a = np.asarray(a)
+        if a.dtype != self.dtype:
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+            a = a.astype(self.dtype)
+        return a
+
     def _check_batch(self, x, name="x"):
-        if not isinstance(x, np.ndarray):
-            x = np.asarray(x)
-        if x.dtype != self.dtype:
-            if x.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must be a real numeric array, got dtype {x.dtype}")
-            x = x.astype(self.dtype)
+        x = self._as_model_dtype(name, x)
         if x.ndim != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"{name} must have shape (n, {self.n_inputs}), got {x.shape}")
         return np.ascontiguousarray(x)
