@@ -1,5 +1,5 @@
 """The command line: `vaekernels demo` end to end (few epochs), train/eval round trip, argument errors,
-and the default command (the kernel demonstration)."""
+bare `vaekernels` printing its usage, and the kernel tour."""
 import json
 import os
 import subprocess

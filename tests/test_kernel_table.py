@@ -42,9 +42,12 @@ def test_public_functions_have_the_tables_signatures_and_docs():
 
 def test_extensions_register_exactly_the_tables_kernels():
     from vaekernels import _core
-    for sub, dtype in (("f32", "float32"), ("f64", "float64"), ("u32", "uint32")):
-        names = sorted(n for n in dir(getattr(_core, sub)) if not n.startswith("_"))
-        assert names == sorted(k.name for k in KERNELS if dtype in k.dtypes), sub
+    from vaekernels.kernels import cuda
+    modules = [_core] + ([cuda.module()] if vk.cuda_built() else [])
+    for mod in modules:
+        for sub, dtype in (("f32", "float32"), ("f64", "float64"), ("u32", "uint32")):
+            names = sorted(n for n in dir(getattr(mod, sub)) if not n.startswith("_"))
+            assert names == sorted(k.name for k in KERNELS if dtype in k.dtypes), (mod.__name__, sub)
 
 
 def test_core_binding_checks_every_array_of_a_record():
