@@ -48,27 +48,31 @@ std::string device_error() {
 // Fills a kernel's record from device pointers (integers, in the record's order: parameters, then
 // outputs), the extent and the scalars. Device memory cannot be measured from here, so sizes are checked
 // in Python (kernels/dispatch.py, the same table); here only what would make a launch unsafe is refused:
-// wrong counts, negative extents and sizes that overflow int64.
-template <class Args>
+// wrong counts, negative extents, sizes that overflow int64, and outputs that overlap another argument.
+template <class E, class Args>
 void fill(Args& a, const py::tuple& pointers, const py::tuple& extent, const py::tuple& scalars) {
     const std::string kernel = Args::kName;
     if (const std::string err = fill_extent_and_scalars(a, extent, scalars, pointers.size()); !err.empty())
         throw py::value_error(err);
     size_t ai = 0;
+    Span spans[Args::kNumArrays];
     a.visit_arrays([&](const ArraySpec& spec, auto*& ptr) {
         int64_t count = 0;
         if (!element_count(a, spec.role, count))
             throw py::value_error(kernel + ": the extent and n_samples give a size that overflows int64");
-        ptr = reinterpret_cast<std::remove_reference_t<decltype(ptr)>>(pointers[ai++].cast<uintptr_t>());
+        const auto begin = pointers[ai].cast<uintptr_t>();
+        ptr = reinterpret_cast<std::remove_reference_t<decltype(ptr)>>(begin);
+        spans[ai++] = Span{begin, begin + static_cast<uintptr_t>(count) * sizeof(E)};
     });
+    if (const std::string err = overlap_error(a, spans); !err.empty()) throw py::value_error(err);
 }
 
-template <class Args>
+template <class E, class Args>
 void def_kernel(py::module_& m, void (*launch)(const Args&, cudaStream_t), const char* doc) {
     m.def(Args::kName, [launch](const py::tuple& pointers, const py::tuple& extent, const py::tuple& scalars,
                                 uintptr_t stream) {
         Args a;
-        fill(a, pointers, extent, scalars);
+        fill<E>(a, pointers, extent, scalars);
         py::gil_scoped_release nogil;
         launch(a, stream_of(stream));
     }, py::arg("pointers"), py::arg("extent"), py::arg("scalars"), py::arg("stream"), doc);
@@ -79,11 +83,11 @@ void def_kernels(py::module_& m) {
     auto f64 = m.def_submodule("f64", "float64 kernels: name(pointers, extent, scalars, stream)");
     auto u32 = m.def_submodule("u32", "uint32 kernels: name(pointers, extent, scalars, stream)");
 #define VK_DEF_FLOAT(name, Args)                 \
-    def_kernel<Args<float>>(f32, &name<float>, #name); \
-    def_kernel<Args<double>>(f64, &name<double>, #name);
+    def_kernel<float, Args<float>>(f32, &name<float>, #name); \
+    def_kernel<double, Args<double>>(f64, &name<double>, #name);
     VK_FLOAT_KERNELS(VK_DEF_FLOAT)
 #undef VK_DEF_FLOAT
-#define VK_DEF_UINT32(name, Args) def_kernel<Args>(u32, &name, #name);
+#define VK_DEF_UINT32(name, Args) def_kernel<uint32_t, Args>(u32, &name, #name);
     VK_UINT32_KERNELS(VK_DEF_UINT32)
 #undef VK_DEF_UINT32
 }

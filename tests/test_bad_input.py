@@ -391,3 +391,82 @@ def test_adam_hyperparameters(kw, exc):
     with pytest.raises(exc):
         vk.adam_step(p, g, m, v, **kw)
     assert not p.any() and not m.any() and not v.any()   # nothing was written
+
+
+# -------------------------------------------------------------------------------------------------
+# Aliasing: an array the kernel writes may not overlap any other argument (every kernel, from the table)
+# -------------------------------------------------------------------------------------------------
+def _table_args(k, shape=(3, 4), dtype=np.float64):
+    """Arguments for kernel k in signature order (arrays of the kernel's shape or its batch shape)."""
+    from vaekernels.kernels.spec import BATCH, Array
+    rng = np.random.default_rng(7)
+    args = []
+    for p in k.params:
+        if isinstance(p, Array):
+            s = shape[:-1] if p.role == BATCH else shape
+            args.append(rng.uniform(0.1, 0.9, s).astype(dtype))
+        else:
+            args.append({"seed": 1, "offset": 0, "n_samples": None, "real": 0.5, "step": 1, "shape": shape,
+                         "dtype": dtype}[p.kind])
+    return args
+
+
+def _alias_cases():
+    from vaekernels.kernels import KERNELS
+    from vaekernels.kernels.spec import Array
+    cases = []
+    for k in KERNELS:
+        if k.dtypes == ("uint32",):
+            continue
+        arrays = [(i, p) for i, p in enumerate(k.params) if isinstance(p, Array)]
+        for oi, o in enumerate(k.outputs):
+            for i, p in arrays:
+                if p.role == o.role:
+                    cases.append((k.name, oi, i))
+        writes = [(i, p) for i, p in arrays if p.io == "inout"]
+        for i, p in writes:
+            for j, q in arrays:
+                if j != i and q.role == p.role:
+                    cases.append((k.name, None, (i, j)))
+    return cases
+
+
+@pytest.mark.parametrize("name,out_index,arg", _alias_cases(), ids=str)
+def test_output_overlapping_an_input_is_refused(name, out_index, arg):
+    from vaekernels.kernels import BY_NAME
+    k = BY_NAME[name]
+    args = _table_args(k)
+    if out_index is None:             # in-place kernels: two of their arrays are the same memory
+        i, j = arg
+        args[j] = args[i]
+        victim, names = args[i], (k.params[i].name, k.params[j].name)
+        out = None
+    else:
+        victim = args[arg]
+        names = (k.outputs[out_index].name, k.params[arg].name)
+        full = args[next(i for i, p in enumerate(k.params) if getattr(p, "role", None) == "full")]
+        outs = [np.empty(full.shape[:-1] if o.role == "batch" else full.shape) for o in k.outputs]
+        outs[out_index] = victim
+        out = outs[0] if len(outs) == 1 else tuple(outs)
+    before = victim.copy()
+    kwargs = {} if out is None else {"out": out}
+    with pytest.raises(ValueError, match="shares memory") as e:
+        getattr(vk, name)(*args, **kwargs)
+    assert all(n in str(e.value) for n in names), str(e.value)
+    np.testing.assert_array_equal(victim, before)             # refused before anything was written
+
+
+def test_partial_overlap_and_two_outputs_in_one_array_are_refused():
+    mu = np.zeros((4, 6))
+    lv = np.zeros((4, 6))
+    big = np.zeros(30)
+    with pytest.raises(ValueError, match="shares memory"):     # z overlaps the last 18 elements of mu
+        vk.latent_forward(big[:24].reshape(4, 6), lv, 1, out=(big[6:30].reshape(4, 6), np.zeros(4)))
+    g = np.ones(4)
+    d = np.zeros((4, 6))
+    with pytest.raises(ValueError, match=r"out\[0\].*out\[1\]"):
+        vk.kl_standard_normal_backward(g, mu, lv, out=(d, d))
+    # disjoint views of one buffer are fine
+    buf = np.zeros((2, 4, 6))
+    z, _ = vk.latent_forward(buf[1], lv, 1, out=(buf[0], np.zeros(4)))
+    assert np.shares_memory(z, buf)

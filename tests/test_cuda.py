@@ -176,6 +176,20 @@ def test_extension_refuses_sizes_that_overflow():
         sub.kl_standard_normal((0x10000,) * 2, (4, 4), (), 0)
 
 
+@pytest.mark.skipif(not vk.cuda_built(), reason="the CUDA extension is not built")
+def test_extension_refuses_outputs_overlapping_inputs():
+    """The same aliasing rule as the CPU binding, checked on device pointers before any launch (so it holds
+    without a device too): z may not overlap mu, not even partly; disjoint arrays pass to the launch."""
+    sub = G.module().f32
+    mu, lv, z, kl = 0x100000, 0x200000, 0x300000, 0x400000
+    with pytest.raises(ValueError, match="output z .* shares memory with argument mu"):
+        sub.latent_forward((mu, lv, mu + 4 * 15, kl), (4, 4), (1, 0), 0)       # z starts inside mu's 64 bytes
+    try:
+        sub.latent_forward((mu, lv, mu + 4 * 16, kl), (4, 4), (1, 0), 0)       # z right after mu: disjoint
+    except RuntimeError as e:                                                  # no device here: the launch fails
+        assert "no CUDA device" in str(e)
+
+
 # -------------------------------------------------------------------------------------------------
 # Dispatch rules that hold on any machine
 # -------------------------------------------------------------------------------------------------
@@ -599,6 +613,9 @@ def test_simulated_device_random_adam_philox_and_out(sim, rng, dtype):
         vk.kl_standard_normal(sim(a), sim(a[:, :4]))
     with pytest.raises(ValueError, match="C-contiguous"):
         vk.adam_step(sim(a)[:, ::2], sim(a[:, ::2]), sim(a[:, ::2]), sim(a[:, ::2]), 1)
+    da = sim(a)
+    with pytest.raises(ValueError, match="shares memory"):                # aliasing, as on the host
+        vk.latent_forward(da, sim(a), 1, out=(da, _SimArray(np.empty(6, dtype))))
 
 
 # -------------------------------------------------------------------------------------------------

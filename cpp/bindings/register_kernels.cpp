@@ -29,6 +29,7 @@ void fill(Args& a, const py::tuple& arrays, const py::tuple& extent, const py::t
     if (const std::string err = fill_extent_and_scalars(a, extent, scalars, arrays.size()); !err.empty())
         throw py::value_error(err);
     size_t ai = 0;
+    Span spans[Args::kNumArrays];
     a.visit_arrays([&](const ArraySpec& spec, auto*& ptr) {
         const std::string name = kernel + " argument " + spec.name;
         py::handle h = arrays[ai++];
@@ -47,7 +48,10 @@ void fill(Args& a, const py::tuple& arrays, const py::tuple& extent, const py::t
         if (spec.io != Io::kIn && !arr.writeable()) throw py::value_error(name + " is read-only");
         using P = std::remove_reference_t<decltype(ptr)>;
         ptr = static_cast<P>(const_cast<void*>(arr.data()));   // writability checked above for outputs
+        const auto begin = reinterpret_cast<uintptr_t>(arr.data());
+        spans[ai - 1] = Span{begin, begin + static_cast<uintptr_t>(count) * sizeof(E)};
     });
+    if (const std::string err = overlap_error(a, spans); !err.empty()) throw py::value_error(err);
 }
 
 template <class E, class Args>

@@ -99,6 +99,44 @@ std::string fill_extent_and_scalars(Args& a, const Seq& extent, const Seq& scala
     return std::string();
 }
 
+// The bytes an array of a call occupies, [begin, end) (host or device addresses alike; empty if it has no
+// elements).
+struct Span {
+    uintptr_t begin = 0, end = 0;
+};
+
+// "" when no array the kernel writes (an output or an in-place array) shares memory with another array of
+// the call; otherwise a message naming both. Overlap is refused, never "handled": the kernels read input
+// elements after writing others (the GPU's latent_forward rereads mu and logvar after writing z; CPU
+// loops run in chunks), and the CPU kernels promise the compiler (__restrict) that what they write is not
+// read through another pointer. spans: one per array, in visit_arrays order.
+template <class Args>
+std::string overlap_error(Args& a, const Span* spans) {
+    struct Entry { const char* name; Io io; int out_index; };
+    Entry entries[Args::kNumArrays];
+    int n = 0, n_out = 0;
+    a.visit_arrays([&](const ArraySpec& spec, auto*&) {
+        entries[n++] = Entry{spec.name, spec.io, spec.io == Io::kOut ? n_out++ : -1};
+    });
+    auto label = [&](const Entry& e) {
+        if (e.io == Io::kOut)
+            return std::string("output ") + e.name + (n_out > 1 ? " (out[" + std::to_string(e.out_index) + "])"
+                                                                : std::string(" (out)"));
+        return std::string(e.io == Io::kInOut ? "in-place argument " : "argument ") + e.name;
+    };
+    for (int i = 0; i < n; ++i) {
+        if (entries[i].io == Io::kIn || spans[i].begin == spans[i].end) continue;
+        for (int j = 0; j < n; ++j) {
+            if (j == i || spans[j].begin == spans[j].end) continue;
+            if (spans[i].begin < spans[j].end && spans[j].begin < spans[i].end)
+                return std::string(Args::kName) + ": " + label(entries[i]) + " shares memory with " +
+                       label(entries[j]) + "; arrays a kernel writes must not overlap any other argument "
+                       "(pass a separate array, or copy the input first)";
+        }
+    }
+    return std::string();
+}
+
 // Elements of the kernel's whole shape (what a kernel iterates over).
 template <class Args>
 int64_t full_size(const Args& a) {
