@@ -9,7 +9,8 @@ on a small machine, which otherwise costs far more than the parallel GEMM gains 
 Calls OpenBLAS's own setter in the OpenBLAS libraries loaded into this process (Linux, found once through
 /proc/self/maps; NumPy's wheels ship OpenBLAS), which costs microseconds; otherwise uses threadpoolctl when
 installed (any BLAS, but it rescans the loaded libraries on every call).
-``pinned_blas_threads`` reports whether pinning is possible here.
+``pinned_blas_threads`` reports whether pinning is possible here. ``blas_threads`` is safe to use from many
+threads at once (the pins are counted) and affects the whole process while any pin is active.
 """
 from __future__ import annotations
 
@@ -68,31 +69,58 @@ def pinned_blas_threads():
         return False
 
 
+# Active pins, a multiset of thread counts: while any pin is active the BLAS runs with the smallest of them;
+# the counts from before the first pin are restored when the last one ends (so one thread finishing its
+# evaluation never un-pins the BLAS under another thread that is still training).
+_pins = []
+_saved = None
+
+
+def _set(n):
+    """Set every loaded OpenBLAS (or, through threadpoolctl, any BLAS) to n threads; returns a restore()."""
+    handles = _openblas_handles()
+    if handles:
+        before = [get() for _, get in handles]
+        for setter, _ in handles:
+            setter(int(n))
+
+        def restore():
+            for (setter, _), count in zip(handles, before):
+                setter(count)
+        return restore
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # no way to pin this BLAS: run as configured
+        return lambda: None
+    limits = ThreadpoolController().limit(limits=int(n), user_api="blas")
+    return limits.restore_original_limits
+
+
 @contextlib.contextmanager
 def blas_threads(n):
-    """Run the block with NumPy's BLAS limited to n threads (None: leave it alone); restores it after."""
+    """Run the block with NumPy's BLAS limited to n threads (None: leave it alone); restores it after.
+
+    Process-wide: the BLAS has one thread count for all threads, so while any thread is inside such a block,
+    BLAS calls of every thread of the process run with the smallest count pinned. Safe from many threads:
+    the count from before the first pin is restored only when the last pinning block ends."""
+    global _saved
     if n is None:
         yield
         return
-    handles = _openblas_handles()
-    if not handles:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # no way to pin this BLAS: run as configured
-            yield
-            return
-        with threadpool_limits(limits=int(n), user_api="blas"):
-            yield
-        return
+    n = int(n)
     with _lock:
-        before = [get() for _, get in handles]
-        for (setter, _), count in zip(handles, before):
-            if count != int(n):
-                setter(int(n))
+        _pins.append(n)
+        if len(_pins) == 1:
+            _saved = _set(n)
+        elif n < min(_pins[:-1]):
+            _set(n)
     try:
         yield
     finally:
         with _lock:
-            for (setter, _), count in zip(handles, before):
-                if count != int(n):
-                    setter(count)
+            _pins.remove(n)
+            if not _pins:
+                _saved()
+                _saved = None
+            elif n < min(_pins):
+                _set(min(_pins))

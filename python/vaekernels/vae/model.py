@@ -25,9 +25,12 @@ OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say (tested with 1 and 2).
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
-from .. import nn
+from .. import _blas, nn
 from .. import kernels as ops
 from ..kernels import validate as V
 from ..random import derive_seed
@@ -49,8 +52,15 @@ class VAE(Training, Evaluation, Checkpoints):
     ``nn.ACTIVATIONS`` (tanh, relu, sigmoid, softplus, elu, linear). seed: the model's 64-bit seed (weights,
     and the training streams when ``fit(seed=None)``). dtype: float32 or float64.
 
-    ``fit`` and the evaluation methods (elbo, iwae, encode, decode) run NumPy's BLAS on one thread (the
-    kernels keep their OpenMP threads): results are then bit-identical whatever the thread settings.
+    ``fit``, ``loss_and_grad`` and the evaluation methods run NumPy's BLAS on one thread (the kernels keep
+    their OpenMP threads): results are then bit-identical whatever the thread settings.
+
+    Threads: the evaluation methods (``encode``, ``decode``, ``reconstruct``, ``sample``, ``elbo``, ``iwae``,
+    ``decoder_log_likelihood``, and MCMC targets built on them) may run from many threads at once on one
+    model (each thread has its own buffers). ``fit`` and ``loss_and_grad`` are exclusive: a second one on
+    the same model while one runs raises RuntimeError. An evaluation that runs while ``fit`` updates the
+    parameters sees them mid-training. A model pickles (and ``copy.deepcopy``-s) with its parameters,
+    optimiser state, counters and history.
 
     Parameters (``get_params()`` names): ``enc.{i}.W`` (n_in, n_out) and ``enc.{i}.b``, where the last
     encoder layer outputs [mu | logvar] (columns :L and L:); ``dec.{i}.W`` / ``dec.{i}.b``; with the
@@ -89,7 +99,8 @@ class VAE(Training, Evaluation, Checkpoints):
         self.step = 0    # Adam steps taken (the bias-correction counter)
         self.epoch = 0   # epochs completed by fit
         self.history = {}
-        self._workspaces = {}
+        self._local = threading.local()     # per-thread work buffers: evaluation is safe from many threads
+        self._training = threading.Lock()   # fit / loss_and_grad: one at a time per model
 
         init_seed = derive_seed(self.seed, "vae", "init")
         offset = self._encoder.init(init_seed, 0)
@@ -143,16 +154,48 @@ class VAE(Training, Evaluation, Checkpoints):
             self._params.values[name][...] = a
 
     def _workspace(self, rows):
-        """Buffers for batches of ``rows`` rows (cached; a smaller batch uses a view of a bigger buffer)."""
-        ws = self._workspaces.get(rows)
+        """This thread's buffers for batches of ``rows`` rows (cached per thread; a smaller batch uses a view
+        of a bigger buffer), so concurrent evaluations never share a buffer."""
+        cache = getattr(self._local, "workspaces", None)
+        if cache is None:
+            cache = self._local.workspaces = {}
+        ws = cache.get(rows)
         if ws is None:
-            for cap, w in self._workspaces.items():
+            for cap, w in cache.items():
                 if cap >= rows:
                     return w.view(self, rows)
-            if len(self._workspaces) >= 4:
-                self._workspaces.clear()
-            ws = self._workspaces[rows] = Workspace(self, rows)
+            if len(cache) >= 4:
+                cache.clear()
+            ws = cache[rows] = Workspace(self, rows)
         return ws
+
+    @contextlib.contextmanager
+    def _exclusive(self, what):
+        """Training methods update the model's parameters, optimiser state and gradient buffer: a second one
+        running at the same time on this model is refused, never interleaved."""
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError(f"{what}: this model is already training in another thread (fit and loss_and_grad "
+                               f"update one model's parameters and gradients, one call at a time); train a copy "
+                               f"(copy.deepcopy or pickle) or wait for the other call to return")
+        try:
+            yield
+        finally:
+            self._training.release()
+
+    # ---------------------------------------------------------------------------------------------
+    # pickling (copy.deepcopy, multiprocessing, Dask): the state a checkpoint holds, rebuilt by __init__
+    # ---------------------------------------------------------------------------------------------
+    def __getstate__(self):
+        return {"config": self.config(), "params": self._params.flat.copy(), "adam_m": self._adam_m.copy(),
+                "adam_v": self._adam_v.copy(), "step": self.step, "epoch": self.epoch,
+                "history": {k: list(v) for k, v in self.history.items()}}
+
+    def __setstate__(self, state):
+        self.__init__(**state["config"])
+        self._params.flat[...] = state["params"]
+        self._adam_m[...] = state["adam_m"]
+        self._adam_v[...] = state["adam_v"]
+        self.step, self.epoch, self.history = state["step"], state["epoch"], state["history"]
 
     # ---------------------------------------------------------------------------------------------
     # the training step
@@ -232,9 +275,11 @@ class VAE(Training, Evaluation, Checkpoints):
         seed, offset = V.seed_offset(seed, offset, x.shape[0] * self.n_latent)
         if x.shape[0] == 0:
             raise ValueError("x must have at least one row")
-        ws = self._workspace(x.shape[0])
-        sum_ll, sum_kl = self._forward(ws, x, seed, offset)
-        self._backward(ws, x, seed, offset, float(kl_weight))
-        loss = -(sum_ll - float(kl_weight) * sum_kl) / x.shape[0]
-        return loss, {k: v.copy() for k, v in self._params.grads.items()}
+        kl_weight = V.real("kl_weight", kl_weight)
+        with self._exclusive("loss_and_grad"), _blas.blas_threads(1):
+            ws = self._workspace(x.shape[0])
+            sum_ll, sum_kl = self._forward(ws, x, seed, offset)
+            self._backward(ws, x, seed, offset, kl_weight)
+            loss = -(sum_ll - kl_weight * sum_kl) / x.shape[0]
+            return loss, {k: v.copy() for k, v in self._params.grads.items()}
 

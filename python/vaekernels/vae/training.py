@@ -109,7 +109,7 @@ class Training:
         if blas_threads is not None:
             blas_threads = V.integer("blas_threads", blas_threads, 1, 1 << 16)
         try:
-            with _blas.blas_threads(blas_threads):
+            with self._exclusive("fit"), _blas.blas_threads(blas_threads):
                 self._fit_epochs(X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle,
                                  (b1, b2, eps, weight_decay), history, bar, callback, permutation)
         finally:
