@@ -3,6 +3,7 @@
 // once more, release the GIL and run the sampler. A Python target is called back once per step, with the
 // GIL held only for that call.
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -19,16 +20,34 @@ namespace mc = vk::cpu::mcmc;
 // adapt_covariance, target_accept).
 using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, bool, bool, bool, double>;
 
+// Between chunks of steps (cpu::mcmc::Poll): takes the GIL, lets Python run its signal handlers (Ctrl-C
+// raises KeyboardInterrupt there, which stops the run) and calls the optional progress(done, total).
+class PyProgress final : public mc::Progress {
+public:
+    explicit PyProgress(py::object callback) : callback_(std::move(callback)) {}
+    void report(int64_t done, int64_t total) override {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        if (!callback_.is_none()) callback_(done, total);
+    }
+
+private:
+    py::object callback_;
+};
+
 struct Run {
     mc::Config cfg;
     mc::Outputs out;
     Arr<double> q_mean, q_logvar;   // keep converted proposal arrays alive while cfg points into them
+    std::unique_ptr<PyProgress> progress;
 };
 
 Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q_mean, const py::object& q_logvar,
             const Settings& s, Arr<double>& samples, Arr<double>& log_prob, Arr<double>& accept_rate,
-            Arr<double>& step_size, Arr<int64_t>& n_nan, Arr<double>& proposal_chol) {
+            Arr<double>& step_size, Arr<int64_t>& n_nan, Arr<double>& proposal_chol, const py::object& progress) {
     Run r;
+    r.progress = std::make_unique<PyProgress>(progress);
+    r.cfg.progress = r.progress.get();
     const Rows xs = rows_of(x0, "x0");
     mc::Config& c = r.cfg;
     c.chains = xs.rows;
@@ -137,13 +156,13 @@ void register_mcmc(py::module_& m) {
     py::arg("x0").noconvert(), py::arg("step0").noconvert(), py::arg("proposal_mean"), py::arg("proposal_logvar"), \
         py::arg("settings"), py::arg("samples").noconvert(), py::arg("log_prob").noconvert(),                    \
         py::arg("accept_rate").noconvert(), py::arg("step_size").noconvert(), py::arg("n_nan").noconvert(),      \
-        py::arg("proposal_chol").noconvert()
+        py::arg("proposal_chol").noconvert(), py::arg("progress")
 
     m.def("mcmc_run_gaussian",
           [](Arr<double> mean, Arr<double> inv_chol, double log_norm, Arr<double> x0, Arr<double> step0, py::object qm,
              py::object qlv, Settings s, Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss,
-             Arr<int64_t> nn, Arr<double> pc) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+             Arr<int64_t> nn, Arr<double> pc, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
               vector_of(mean, "mean", r.cfg.dim);
               if (inv_chol.ndim() != 2 || inv_chol.shape(0) != r.cfg.dim || inv_chol.shape(1) != r.cfg.dim)
                   throw py::value_error("inv_chol has the wrong shape " + shape_str(inv_chol));
@@ -155,8 +174,8 @@ void register_mcmc(py::module_& m) {
 
     m.def("mcmc_run_banana",
           [](double b, double sigma1, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
-             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
               if (r.cfg.dim < 2) throw py::value_error("Banana needs dim >= 2");
               const BananaParams p = make_banana_params(b, sigma1, r.cfg.dim);
               py::gil_scoped_release nogil;
@@ -167,8 +186,8 @@ void register_mcmc(py::module_& m) {
     m.def("mcmc_run_logistic",
           [](Arr<double> X, Arr<double> y, double prior_scale, Arr<double> x0, Arr<double> step0, py::object qm,
              py::object qlv, Settings s, Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss,
-             Arr<int64_t> nn, Arr<double> pc) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+             Arr<int64_t> nn, Arr<double> pc, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
               const Rows xs = rows_of(X, "X");
               if (xs.cols != r.cfg.dim) throw py::value_error("X must have dim columns");
               vector_of(y, "y", xs.rows);
@@ -180,8 +199,8 @@ void register_mcmc(py::module_& m) {
 
     m.def("mcmc_run_callable",
           [](py::function fn, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
-             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc);
+             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
               PyBatchTarget target(std::move(fn), r.cfg.chains, r.cfg.dim);   // destroyed with the GIL held
               py::gil_scoped_release nogil;
               mc::table().run_batch(target, r.cfg, r.out);

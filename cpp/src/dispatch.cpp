@@ -3,8 +3,13 @@
 // Levels, worst to best: "scalar" (vectorisation disabled: the reference path, closest to the GPU's
 // one-element-per-thread code), "baseline" (SSE2 on x86-64, NEON on aarch64), "avx2", "avx512".
 // All give identical bits (tests/test_simd_levels.py). VAEKERNELS_SIMD=<level> overrides the choice.
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 #include "kernels.hpp"
 #include "vaekernels/philox.hpp"
@@ -63,6 +68,25 @@ const Kernels& select() {
     return *best;
 }
 }  // namespace
+
+namespace {
+std::atomic<bool> g_pool_started{false};   // a parallel region has run in this process
+std::atomic<bool> g_fork_child{false};     // this process was forked after that: no OpenMP here
+
+void after_fork_in_child() {
+    if (g_pool_started.load(std::memory_order_relaxed)) g_fork_child.store(true, std::memory_order_relaxed);
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);   // registered at load
+#endif
+}  // namespace
+
+bool openmp_allowed() {
+    if (g_fork_child.load(std::memory_order_relaxed)) return false;
+    g_pool_started.store(true, std::memory_order_relaxed);
+    return true;
+}
 
 const Kernels* kernels_for(const std::string& level) {
     return cpu_has(level.c_str()) ? compiled(level) : nullptr;

@@ -27,6 +27,12 @@ struct Kernels {
     KernelTable<double> f64;
 };
 
+// Whether work may go to OpenMP threads. false in a child process forked after this process started its
+// OpenMP thread pool: libgomp's pool does not survive a fork, and the child's first parallel region would
+// wait forever for threads that do not exist. The kernels then run on the calling thread, with the same
+// bits. Evaluate it only when about to go parallel (it records that the pool has started).
+bool openmp_allowed();
+
 // The raw Philox4x32-10 block function over n (counter, key) pairs (one build: it has no vector loop).
 void philox4x32_10(const Philox4x32_10Args& a);
 

@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels.hpp"
 #include "vaekernels/mcmc.hpp"
 
 #define VK_CAT2(a, b) a##b
@@ -424,25 +425,33 @@ private:
 // Built-in targets: each tile runs its chain loop in one task
 // ---------------------------------------------------------------------------------------------
 // eval(tile, x (dim, kTile) lanes, lp (kTile,)) evaluates the target for the tile's lanes.
+// Steps run in chunks (cpu::mcmc::Poll) between which progress is reported and Ctrl-C can stop the run;
+// each tile's steps run in the same order whatever the chunking.
 template <class Eval>
 void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
     Sampler s(cfg, out);
+    cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (cpu::openmp_allowed())
     for (int64_t b = 0; b < n_tiles; ++b) {
         Tile& t = s.tile(b);
         eval(t, t.x.data(), t.lp);
     }
     for (const Phase& seg : s.segments()) {
         if (seg.begin == s.covariance_step()) s.estimate_covariance();
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t b = 0; b < n_tiles; ++b) {
-            Tile& t = s.tile(b);
-            for (int64_t step = seg.begin; step < seg.end; ++step) {
-                s.propose(t, step);
-                eval(t, t.xp.data(), t.lpp);
-                s.accept(t, step);
+        for (int64_t c0 = seg.begin; c0 < seg.end;) {
+            const int64_t c1 = std::min(seg.end, c0 + poll.chunk());
+#pragma omp parallel for schedule(dynamic, 1) if (cpu::openmp_allowed())
+            for (int64_t b = 0; b < n_tiles; ++b) {
+                Tile& t = s.tile(b);
+                for (int64_t step = c0; step < c1; ++step) {
+                    s.propose(t, step);
+                    eval(t, t.xp.data(), t.lpp);
+                    s.accept(t, step);
+                }
             }
+            poll.after(c1 - c0, c1);
+            c0 = c1;
         }
     }
     s.finish();
@@ -506,6 +515,7 @@ constexpr int64_t kParallelMin = 1 << 18;
 
 void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) {
     Sampler s(cfg, out);
+    cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
     [[maybe_unused]] const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
     Buffer<double> lp;
@@ -523,18 +533,19 @@ void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) 
     for (int64_t step = 0; step < s.n_steps(); ++step) {
         if (step == s.covariance_step()) s.estimate_covariance();
         z = target.begin_step();
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) if (par && cpu::openmp_allowed())
         for (int64_t b = 0; b < n_tiles; ++b) {
             s.propose(s.tile(b), step);
             s.write_proposals(s.tile(b), z);
         }
         target.end_step(lp.data());
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(static) if (par && cpu::openmp_allowed())
         for (int64_t b = 0; b < n_tiles; ++b) {
             Tile& t = s.tile(b);
             Sampler::read_log_prob(t, lp.data(), t.lpp);
             s.accept(t, step);
         }
+        poll.after(1, step + 1);
     }
     s.finish();
 }

@@ -15,6 +15,35 @@ namespace vk::cpu::mcmc {
 
 enum class Proposal : int { kRandomWalk = 0, kIndependent = 1 };
 
+// Told about the run's progress between chunks of steps, on the calling thread and outside any parallel
+// region, about every Poll::kSeconds; report may throw to stop the run (the binding throws when a signal
+// handler raised, e.g. KeyboardInterrupt on Ctrl-C): the sampler then returns through the exception with no
+// worker thread computing.
+struct Progress {
+    virtual void report(int64_t steps_done, int64_t steps_total) = 0;
+    virtual ~Progress() = default;
+};
+
+// The chunking of the step loop for Progress: chunks grow until one takes about kSeconds, so a report (and
+// with it an interrupt) is never further away than that plus one step. Chunking changes no draw. Defined
+// in mcmc_setup.cpp (one build: it reads the clock), used by every instruction-set build of the sampler.
+class Poll {
+public:
+    static constexpr double kSeconds = 0.05;
+    Poll(Progress* progress, int64_t total);
+    // Steps to run before calling after(); the whole run when nobody listens. (Out of line, as every
+    // member: an inline one would be one shared copy for all the instruction-set builds.)
+    int64_t chunk() const;
+    // After `steps` more steps (done in all): adapts the chunk, reports when due. May throw.
+    void after(int64_t steps, int64_t done);
+
+private:
+    Progress* progress_;
+    int64_t total_, chunk_ = 1;
+    double last_report_ = 0.0;
+    double chunk_start_ = 0.0;
+};
+
 struct Config {
     int64_t chains = 0, dim = 0;
     uint64_t seed = 0;
@@ -28,6 +57,7 @@ struct Config {
     const double* step0 = nullptr;            // (chains,) initial (or fixed) random-walk step sizes
     const double* proposal_mean = nullptr;    // (chains, dim), independence proposal
     const double* proposal_logvar = nullptr;  // (chains, dim)
+    Progress* progress = nullptr;             // optional: progress reports and interrupts (see Progress)
 };
 
 struct Outputs {

@@ -1,5 +1,6 @@
 // mcmc_setup.cpp: host-only parts of the sampler, compiled once: the choice of the per-ISA sampler
 // (the level cpu::kernels() runs at), Cholesky factors, and the pooled warm-up covariance.
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -30,6 +31,33 @@ const Table& table() {
         return mcmc_table_isa_scalar();
     }();
     return t;
+}
+
+namespace {
+double seconds_now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+Poll::Poll(Progress* progress, int64_t total) : progress_(progress), total_(total) {
+    last_report_ = chunk_start_ = seconds_now();
+}
+
+int64_t Poll::chunk() const { return progress_ == nullptr ? total_ : chunk_; }
+
+void Poll::after(int64_t steps, int64_t done) {
+    if (progress_ == nullptr) return;
+    const double now = seconds_now();
+    const double took = now - chunk_start_;
+    if (steps >= chunk_) {   // a whole chunk ran: aim the next one at about kSeconds / 2
+        if (took < kSeconds / 4 && chunk_ < (int64_t(1) << 40)) chunk_ *= 2;
+        else if (took > kSeconds && chunk_ > 1) chunk_ /= 2;
+    }
+    if (now - last_report_ >= kSeconds || done >= total_) {
+        last_report_ = now;
+        progress_->report(done, total_);
+    }
+    chunk_start_ = seconds_now();
 }
 
 // Cholesky-Banachiewicz, row by row, in double.

@@ -10,13 +10,13 @@ streams (and the schedules, which take the model's global epoch) instead of repe
 from __future__ import annotations
 
 import math
-import sys
 import time
-import warnings
 
 import numpy as np
 
 from .. import _blas
+from .._progress import progress_bar
+from .._signals import SigintGuard
 from .. import kernels as ops
 from ..kernels import validate as V
 from ..random import derive_seed
@@ -103,22 +103,22 @@ class Training:
         history = {k: [] for k in ("epoch", "elbo", "recon", "kl", "kl_weight", "lr", "seconds")}
         if Xval is not None:
             history.update(val_elbo=[], val_recon=[], val_kl=[])
-        bar = _progress_bar(epochs * n_batches, progress)
+        bar = progress_bar(epochs * n_batches, progress, "batch")
         L = self.n_latent
         from ..datasets import permutation
         if blas_threads is not None:
             blas_threads = V.integer("blas_threads", blas_threads, 1, 1 << 16)
         try:
-            with self._exclusive("fit"), _blas.blas_threads(blas_threads):
+            with self._exclusive("fit"), _blas.blas_threads(blas_threads), SigintGuard() as guard:
                 self._fit_epochs(X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle,
-                                 (b1, b2, eps, weight_decay), history, bar, callback, permutation)
+                                 (b1, b2, eps, weight_decay), history, bar, callback, permutation, guard)
         finally:
             if bar is not None:
                 bar.close()
         return history
 
     def _fit_epochs(self, X, Xval, epochs, batch_size, n_batches, lr_fn, kl_fn, binarize, seeds, shuffle, adam,
-                    history, bar, callback, permutation):
+                    history, bar, callback, permutation, guard):
         b1, b2, eps, weight_decay = adam
         n = X.shape[0]
         for e in range(epochs):
@@ -150,9 +150,10 @@ class Training:
                         f"fit), batch {b} of {n_batches}: sum log p(x|z) = {ll}, sum KL = {kl}; "
                         f"the parameters are those after the last finite step (step {self.step}). "
                         f"Try a lower learning rate.")
-                self.step += 1
-                ops.adam_step(self._params.flat, self._params.grad_flat, self._adam_m, self._adam_v,
-                              self.step, lr_e, b1, b2, eps, weight_decay)
+                with guard.critical:        # parameters, optimiser state and counter move together
+                    ops.adam_step(self._params.flat, self._params.grad_flat, self._adam_m, self._adam_v,
+                                  self.step + 1, lr_e, b1, b2, eps, weight_decay)
+                    self.step += 1
                 sum_ll += ll
                 sum_kl += kl
                 if bar is not None:
@@ -163,11 +164,12 @@ class Training:
                 ll_v, kl_v = self._elbo_terms(Xval, seeds["validation"])
                 record.update(val_elbo=float(np.mean(ll_v - kl_v)), val_recon=float(np.mean(ll_v)),
                               val_kl=float(np.mean(kl_v)))
-            self.epoch += 1
             record["seconds"] = time.perf_counter() - t0
-            for k, v in record.items():
-                history[k].append(v)
-                self.history.setdefault(k, []).append(v)
+            with guard.critical:            # the epoch counter and its history entries move together
+                self.epoch += 1
+                for k, v in record.items():
+                    history[k].append(v)
+                    self.history.setdefault(k, []).append(v)
             if bar is not None:
                 post = {"elbo": f"{record['elbo']:.2f}"}
                 if Xval is not None:
@@ -175,17 +177,3 @@ class Training:
                 bar.set_postfix(post, refresh=False)
             if callback is not None and callback(self, dict(record)) is True:
                 break
-
-
-def _progress_bar(total, progress):
-    """A tqdm bar on stderr if progress is truthy and stderr is a terminal; None otherwise."""
-    if not progress or not total or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        warnings.warn("progress bars need tqdm (pip install tqdm, or vaekernels[demo]); training without one",
-                      stacklevel=3)
-        return None
-    return tqdm(total=total, unit="batch", file=sys.stderr, leave=False, dynamic_ncols=True)
-
