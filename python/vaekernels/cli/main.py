@@ -80,10 +80,14 @@ def _load_data(spec, split):
         return (X_tr, y_tr) if split == "train" else (X_te, y_te)
     if kind == "mnist":
         return datasets.load_mnist(path, split)
-    X = np.load(path, allow_pickle=False)
+    # Memory-mapped, never unpickled: a header that declares more than the file holds, or object arrays,
+    # is a ValueError before anything is allocated; the copy below reads only what is really there.
+    X = np.load(path, allow_pickle=False, mmap_mode="r")
     if X.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D array (rows, features), got shape {X.shape}")
-    return X.astype(np.float32) if X.dtype != np.float64 else X, None
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: expected real numbers, got dtype {X.dtype}")
+    return np.array(X, dtype=np.float64 if X.dtype == np.float64 else np.float32), None   # a copy, off the file
 
 
 # -------------------------------------------------------------------------------------------------

@@ -69,28 +69,12 @@ class VAE(Training, Evaluation, Checkpoints):
 
     def __init__(self, n_inputs, n_latent, hidden=(200, 200), activation="tanh", likelihood="bernoulli",
                  seed=0, dtype=np.float32):
-        self.n_inputs = V.integer("n_inputs", n_inputs, 1, 1 << 31)
-        self.n_latent = V.integer("n_latent", n_latent, 1, 1 << 31)
-        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
-            hidden = (hidden,)
-        try:
-            self.hidden = tuple(V.integer("hidden width", h, 1, 1 << 31) for h in hidden)
-        except TypeError as e:
-            raise TypeError(f"hidden must be a sequence of positive ints, got {hidden!r}") from e
-        nn.activation(activation)
-        self.activation = activation
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
-        self.likelihood = likelihood
-        self.seed = V.integer("seed", seed)
-        self.dtype = V.dtype_arg(dtype)
-
-        D, L = self.n_inputs, self.n_latent
-        enc_sizes = (D,) + self.hidden + (2 * L,)
-        dec_sizes = (L,) + self.hidden[::-1] + (D,)
-        spec = nn.MLP.spec("enc", enc_sizes) + nn.MLP.spec("dec", dec_sizes)
-        if likelihood == "gaussian":
-            spec.append(("dec.logvar", (D,)))
+        layout = self._layout(n_inputs, n_latent, hidden, activation, likelihood, seed, dtype)
+        self.n_inputs, self.n_latent, self.hidden = layout["n_inputs"], layout["n_latent"], layout["hidden"]
+        self.activation, self.likelihood = layout["activation"], layout["likelihood"]
+        self.seed, self.dtype = layout["seed"], layout["dtype"]
+        L = self.n_latent
+        enc_sizes, dec_sizes, spec = layout["enc_sizes"], layout["dec_sizes"], layout["spec"]
         self._params = nn.Parameters(spec, self.dtype)
         self._encoder = nn.MLP(self._params, "enc", enc_sizes, activation)
         self._decoder = nn.MLP(self._params, "dec", dec_sizes, activation)
@@ -107,6 +91,31 @@ class VAE(Training, Evaluation, Checkpoints):
         self._decoder.init(init_seed, offset)
         # start q(z|x) narrow (logvar bias -2 -> sd 0.37) so early decoder gradients are not pure noise
         self._params.values[f"enc.{len(self._encoder.layers) - 1}.b"][L:] = -2.0
+
+    @staticmethod
+    def _layout(n_inputs, n_latent, hidden=(200, 200), activation="tanh", likelihood="bernoulli", seed=0,
+               dtype=np.float32):
+        """The constructor's arguments, checked and normalised, with the parameter layout they give
+        (``spec``: [(name, shape)]), computed without allocating anything (``load`` checks a file against it)."""
+        out = {"n_inputs": V.integer("n_inputs", n_inputs, 1, 1 << 31),
+               "n_latent": V.integer("n_latent", n_latent, 1, 1 << 31)}
+        if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        try:
+            out["hidden"] = tuple(V.integer("hidden width", h, 1, 1 << 31) for h in hidden)
+        except TypeError as e:
+            raise TypeError(f"hidden must be a sequence of positive ints, got {hidden!r}") from e
+        nn.activation(activation)
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        out.update(activation=activation, likelihood=likelihood, seed=V.integer("seed", seed),
+                   dtype=V.dtype_arg(dtype))
+        D, L = out["n_inputs"], out["n_latent"]
+        out["enc_sizes"] = enc = (D,) + out["hidden"] + (2 * L,)
+        out["dec_sizes"] = dec = (L,) + out["hidden"][::-1] + (D,)
+        out["spec"] = nn.MLP.spec("enc", enc) + nn.MLP.spec("dec", dec) + (
+            [("dec.logvar", (D,))] if likelihood == "gaussian" else [])
+        return out
 
     # ---------------------------------------------------------------------------------------------
     # configuration and parameters
