@@ -4,9 +4,11 @@ ulp measurement, precision ladders (float32 -> float64 -> long double) and subpr
 Tolerance policy (see tests/README section in the project README):
 * Bit-for-bit (`np.testing.assert_array_equal` on the raw bytes) wherever the contract promises it:
   offsets, thread counts, SIMD levels, fused vs unfused kernels.
-* Against an independent reference: |actual - ref| <= atol + rtol * |ref|, with atol/rtol derived from
-  the error the textbook formula itself makes in the same precision against a higher-precision evaluation
-  (flash-attention's rule), or from a stated ulp budget for elementary functions.
+* Against an independent reference: |actual - ref| <= atol + rtol * |ref| element by element, with atol
+  (an array) from a forward-error bound of the kernel's formula (its rounding budget times the sum of the
+  magnitudes of the terms it adds, per element), or from a stated ulp budget for elementary functions;
+  assert_tolerance_strength / assert_mutation_detected show that such a tolerance sees a 0.1% error.
+  (naive_error, the older flash-attention rule, is kept for comparison.)
 """
 from __future__ import annotations
 
@@ -119,6 +121,48 @@ def naive_error(fn, args, dtype):
 
 
 # -------------------------------------------------------------------------------------------------
+# Strength of a per-element tolerance: what a check can see
+# -------------------------------------------------------------------------------------------------
+STRICT_REL = 1e-3   # a relative error this large in any (non-cancelling) element must fail a comparison
+
+
+def assert_tolerance_strength(allowed, exact, mag, name, cancel, max_excepted):
+    """Asserts that ``allowed`` (per element) is below STRICT_REL * |exact| wherever exact is nonzero and
+    finite and the element's own terms cancel by at most ``cancel`` (mag <= cancel * |exact|, mag being
+    the sum of |terms| the tolerance was derived from); the excepted elements (mag > cancel * |exact|)
+    must number at most ``max_excepted``. Returns the mask of the covered elements."""
+    allowed, exact, mag = (np.asarray(a, dtype=LD) for a in np.broadcast_arrays(allowed, exact, mag))
+    nonzero = np.isfinite(exact) & (exact != 0)
+    covered = nonzero & (mag <= cancel * np.abs(exact))
+    excepted = int(np.count_nonzero(nonzero & ~covered))
+    assert excepted <= max_excepted, (
+        f"{name}: {excepted} of {exact.size} elements cancel by more than {cancel}x "
+        f"(at most {max_excepted} allowed)")
+    weak = covered & ~(allowed < STRICT_REL * np.abs(exact))
+    if weak.any():
+        i = tuple(np.argwhere(weak)[0])
+        pytest.fail(f"{name}: tolerance too loose to see a {STRICT_REL:g} relative error at {weak.sum()} elements, "
+                    f"e.g. at {i}: allowed {float(allowed[i]):.3g}, exact {float(exact[i]):.3g}, "
+                    f"|terms| {float(mag[i]):.3g}")
+    return covered
+
+
+def assert_mutation_detected(actual, exact, allowed, covered, name, rel=STRICT_REL):
+    """Multiplies the covered element with the smallest nonzero |exact| by (1 + rel) (in actual's dtype) and
+    asserts that assert_close(…, atol=allowed, rtol=0) then fails: the comparison sees such an error."""
+    actual = np.array(actual, copy=True)
+    exact_ld = np.broadcast_to(np.asarray(exact, dtype=LD), actual.shape)
+    cov = np.broadcast_to(covered, actual.shape).reshape(-1)
+    assert cov.any(), f"{name}: no covered element to mutate"
+    flat = np.where(cov, np.abs(exact_ld).reshape(-1), np.inf)
+    i = int(np.argmin(flat))
+    mutated = actual.reshape(-1)
+    mutated[i] = mutated[i] * actual.dtype.type(1 + rel)
+    with pytest.raises(pytest.fail.Exception):
+        assert_close(mutated.reshape(actual.shape), exact, atol=allowed, rtol=0, name=f"{name} (mutated)")
+
+
+# -------------------------------------------------------------------------------------------------
 # Subprocesses (thread counts and SIMD levels are fixed at import time of the extension)
 # -------------------------------------------------------------------------------------------------
 def run_python(code, env_overrides):
@@ -132,4 +176,5 @@ def run_python(code, env_overrides):
 
 
 __all__ = ["vk", "R", "FLOATS", "LD", "EXTENDED_LD", "higher", "eps", "assert_close", "assert_bitwise",
-           "ulp_error", "naive_error", "run_python"]
+           "ulp_error", "naive_error", "run_python", "STRICT_REL", "assert_tolerance_strength",
+           "assert_mutation_detected"]
