@@ -30,7 +30,8 @@ _KINDS = {"Gaussian": "gaussian", "Banana": "banana", "LogisticRegression": "log
 class DeviceTarget:
     """A built-in target (vaekernels.mcmc.Gaussian, Banana or LogisticRegression) with its arrays on a GPU.
 
-    device: None (CuPy's current device) or a GPU index. Build it once and reuse it for every step.
+    device: None (CuPy's current device) or a GPU index. Build it once and reuse it for every step; its
+    arrays are read-only, so steps on several streams of that device may share it.
     """
 
     def __init__(self, target, device=None):

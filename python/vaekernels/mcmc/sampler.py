@@ -33,7 +33,8 @@ class MCMCResult:
     accept_rate (chains,) over the post-warm-up iterations; step_size (chains,) the frozen random-walk
     scale (1.0 for the independence proposal); n_nan (chains,) proposals rejected because the target was
     NaN or +inf (all iterations, warm-up included); proposal_chol (dim, dim) the factor L of the random-walk
-    proposal x' = x + step_size * L eps (identity unless adapt_covariance=True).
+    proposal x' = x + step_size * L eps (identity unless adapt_covariance=True). Plain data: safe to share
+    between threads once returned.
     """
 
     samples: np.ndarray

@@ -37,7 +37,8 @@ def _real_array(name, a, ndim):
 
 
 class Target:
-    """Base class of the built-in targets (``dim`` and a NumPy ``log_prob``)."""
+    """Base class of the built-in targets (``dim`` and a NumPy ``log_prob``). Targets are read-only after
+    construction: one instance may be sampled from many threads at once."""
 
     dim: int
 

@@ -30,7 +30,8 @@ class VAEPosterior:
     """log p(x|z) + log p(z) for each of n_x data points, as a batched target (see the module docstring).
 
     Attributes: x (n_x, D) in the model's dtype; chains_per_x; dim (= the model's n_latent);
-    q_mean, q_logvar (n_x, L): the encoder's q(z|x).
+    q_mean, q_logvar (n_x, L): the encoder's q(z|x). Evaluates through the model's evaluation methods, so it
+    may be called from many threads at once (not while the model is being trained).
     """
 
     def __init__(self, model, x, chains_per_x=64):

@@ -3,6 +3,9 @@
 ``Linear`` is ``y = x @ W + b`` with ``W`` of shape (n_in, n_out): one BLAS GEMM forward (``np.dot`` with
 ``out=``), two backward (``dW = x^T dy``, ``dx = dy W^T``; transposes are free, BLAS reads them as flags).
 ``MLP`` chains them with an activation after every layer but the last.
+
+Threads: forward passes only read the weights and write the caller's buffers (one set of buffers per
+thread); backward passes also write the shared gradient vector (one thread per instance).
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ class Parameters:
     """Named tensors stored back to back in one flat vector, with a gradient vector of the same layout.
 
     spec: sequence of (name, shape). ``values[name]`` and ``grads[name]`` are C-contiguous views into
-    ``flat`` and ``grad_flat``; writing through a view updates the flat vector, and vice versa.
+    ``flat`` and ``grad_flat``; writing through a view updates the flat vector, and vice versa. Not
+    synchronised: one thread writes an instance at a time.
     """
 
     def __init__(self, spec, dtype):
