@@ -61,6 +61,8 @@ void fill(Args& a, const py::tuple& pointers, const py::tuple& extent, const py:
         if (!element_count(a, spec.role, count))
             throw py::value_error(kernel + ": the extent and n_samples give a size that overflows int64");
         const auto begin = pointers[ai].cast<uintptr_t>();
+        if (begin % sizeof(E) != 0)
+            throw py::value_error(kernel + " argument " + spec.name + " must be aligned to its element size");
         ptr = reinterpret_cast<std::remove_reference_t<decltype(ptr)>>(begin);
         spans[ai++] = Span{begin, begin + static_cast<uintptr_t>(count) * sizeof(E)};
     });

@@ -470,3 +470,40 @@ def test_partial_overlap_and_two_outputs_in_one_array_are_refused():
     buf = np.zeros((2, 4, 6))
     z, _ = vk.latent_forward(buf[1], lv, 1, out=(buf[0], np.zeros(4)))
     assert np.shares_memory(z, buf)
+
+
+# -------------------------------------------------------------------------------------------------
+# Misaligned and byte-swapped buffers (found by the fuzzer under UBSan: the kernels loaded misaligned floats)
+# -------------------------------------------------------------------------------------------------
+def _misaligned(a):
+    buf = bytearray(a.nbytes + 1)
+    m = np.frombuffer(buf, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    m[...] = a
+    assert not m.flags.aligned
+    return m
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_KERNELS))
+def test_misaligned_and_byteswapped_inputs_give_the_same_bits(name, dtype):
+    fn, n = ARRAY_KERNELS[name]
+    base = _arrays(n, shape=(5, 7), dtype=dtype, seed=2)
+    want = [np.copy(o) for o in _as_tuple(fn(base))]
+    for label, make in (("misaligned", _misaligned), ("byte-swapped", lambda a: a.astype(a.dtype.newbyteorder(">")))):
+        for w, g in zip(want, _as_tuple(fn([make(a) for a in base]))):
+            assert_bitwise(g, w, f"{name} with {label} inputs")
+
+
+def test_misaligned_outputs_and_in_place_arrays_are_refused():
+    mu, lv = _arrays(2, (6, 5))
+    with pytest.raises(ValueError, match="aligned"):
+        vk.kl_standard_normal(mu, lv, out=_misaligned(np.zeros(6)))
+    p = _misaligned(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="aligned"):
+        vk.adam_step(p, np.ones((4, 3)), np.zeros((4, 3)), np.zeros((4, 3)), 1)
+
+
+def test_core_refuses_misaligned_arrays():
+    from vaekernels import _core
+    mu = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="aligned"):
+        _core.f64.kl_standard_normal((_misaligned(mu), mu, np.zeros(3)), (3, 4), ())

@@ -35,10 +35,12 @@ void fill(Args& a, const py::tuple& arrays, const py::tuple& extent, const py::t
         py::handle h = arrays[ai++];
         if (!py::isinstance<py::array>(h)) throw py::type_error(name + " must be a NumPy array");
         auto arr = py::reinterpret_borrow<py::array>(h);
-        if (!arr.dtype().is(py::dtype::of<E>()))
+        if (!py::isinstance<py::array_t<E>>(arr))   // dtype equivalence (native byte order), not identity
             throw py::type_error(name + " must have dtype " + dtype_name<E>() + ", got " +
                                  std::string(py::str(arr.dtype())));
         if (!(arr.flags() & py::array::c_style)) throw py::value_error(name + " must be C-contiguous");
+        if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+            throw py::value_error(name + " must be aligned to its element size");
         int64_t count = 0;
         if (!element_count(a, spec.role, count))
             throw py::value_error(kernel + ": the extent and n_samples give a size that overflows int64");

@@ -186,14 +186,18 @@ class HostLib:
 
     @staticmethod
     def array(name, a):
-        return np.asarray(a, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
+        a = np.asarray(a, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
+        if not (a.flags.aligned and a.dtype.isnative):
+            # misaligned or byte-swapped buffers are copied once too: the kernels load whole native elements
+            a = np.array(a, dtype=a.dtype.newbyteorder("="), order="C")
+        return a
 
     @staticmethod
     def inout(name, a):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name} must be a NumPy array (it is updated in place), got {type(a).__name__}")
-        if not a.flags.c_contiguous or not a.flags.writeable:
-            raise ValueError(f"{name} must be C-contiguous and writable (it is updated in place)")
+        if not a.flags.c_contiguous or not a.flags.writeable or not a.flags.aligned:
+            raise ValueError(f"{name} must be C-contiguous, aligned and writable (it is updated in place)")
         return a
 
     output = staticmethod(V.host_output)

@@ -104,13 +104,15 @@ def host_output(name, out, shape, dtype):
 
 
 def output_layout(name, out, shape, dtype):
-    """dtype, shape and C-contiguity of an ``out=`` array (NumPy or CuPy)."""
+    """dtype, shape, C-contiguity and alignment of an ``out=`` array (NumPy or CuPy)."""
     if out.dtype != dtype:
         raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    if not getattr(out.flags, "aligned", True):
+        raise ValueError(f"{name} must be aligned to its element size (it is written element by element)")
 
 
 def scalar_check(spec):
