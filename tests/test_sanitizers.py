@@ -8,6 +8,7 @@ Any report fails: the driver exits non-zero and its stderr holds the sanitizer's
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -55,3 +56,16 @@ def test_core_runs_clean_under_address_and_undefined_behaviour_sanitizers(saniti
     r = subprocess.run([sanitized_driver], capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0 and "sanitized run complete" in r.stdout, r.stderr[-6000:]
     assert "runtime error" not in r.stderr and "ERROR: " not in r.stderr, r.stderr[-6000:]
+
+
+@pytest.mark.slow
+def test_extension_under_preloaded_sanitizers():
+    """The _core extension built with ASan + UBSan, the runtimes preloaded, runs the kernel, bad-input, fuzz,
+    thread, MCMC and gradient tests: any report aborts the run (tests/sanitizers/extension.py)."""
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        pytest.skip("no C++ compiler on PATH")
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tests", "sanitizers", "extension.py")],
+                       capture_output=True, text=True, timeout=2400, cwd=REPO)
+    assert r.returncode == 0, (r.stdout[-3000:] + r.stderr[-6000:])
+    assert " passed" in r.stdout and "runtime error" not in r.stderr
