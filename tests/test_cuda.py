@@ -141,8 +141,8 @@ def _raw_call(kernel, n, pointer):
     """(pointers, extent, scalars) of a raw extension call for ``kernel`` with n rows / elements."""
     from vaekernels.kernels.spec import ROWS
     scalars = {"seed": 1, "offset": 0, "n_samples": 1, "real": 0.5, "step": 1}
-    return ((pointer,) * len(kernel.all_arrays), (n, 4) if kernel.layout == ROWS else (n,),
-            tuple(scalars[s.kind] for s in kernel.cpp_scalars))
+    pointers = tuple(pointer + i * (1 << 30) for i in range(len(kernel.all_arrays)))   # disjoint, aligned
+    return (pointers, (n, 4) if kernel.layout == ROWS else (n,), tuple(scalars[s.kind] for s in kernel.cpp_scalars))
 
 
 @no_device

@@ -25,7 +25,7 @@ from . import cuda as _cuda
 from . import validate as V
 from .spec import BATCH, BLOCKS, CREATION, FULL, KEYS, PHILOX, ROWS, SAMPLES, Array
 
-__all__ = ["call", "Plan", "plan"]
+__all__ = ["call", "run", "Plan", "plan", "HOST"]
 
 
 class Plan:
@@ -73,6 +73,12 @@ def call(kernel, args, out=None, device=None):
     if _cuda.wants_device(kernel, pl, args, out, device):
         lib = _cuda.DeviceLib(kernel, pl, args, out, device)
     return _run(pl, lib, args, out)
+
+
+def run(kernel, lib, args, out=None):
+    """``call`` with a given array library ``lib`` (the host's ``HOST``, ``cuda.DeviceLib``, or a framework
+    adapter's): the same validation, outputs from ``lib.output``, the launch by ``lib.launch``."""
+    return _run(_PLANS.get(kernel.name) or plan(kernel), lib, args, out)
 
 
 def _run(pl, lib, args, out):

@@ -1,0 +1,245 @@
+"""vaekernels.torch: every kernel of the table as a PyTorch operator. opcheck (schema, fake tensors,
+autograd registration, AOT dispatch) on every operator; gradcheck in float64 on every differentiable one;
+results bitwise the NumPy API's; errors the NumPy API's; torch.compile(fullgraph=True) of a VAE loss with
+one compilation over 20 steps whose offsets advance; a VAE on the digits trained with the operators reaches
+the ELBO of the same VAE written with native torch ops. GPU cases skip without a device."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, assert_bitwise, vk
+
+torch = pytest.importorskip("torch")
+import vaekernels.torch as vkt  # noqa: E402
+
+from vaekernels.kernels import KERNELS  # noqa: E402
+from vaekernels.kernels.spec import BATCH, Array  # noqa: E402
+
+CUDA = torch.cuda.is_available() and vk.cuda_available()
+
+
+def _args(k, dtype=np.float64, shape=(5, 7), seed=0):
+    """NumPy arguments for kernel k (the table's roles), and the same as torch tensors / ints."""
+    rng = np.random.default_rng(seed)
+    np_args, t_args = [], []
+    for p in k.params:
+        if isinstance(p, Array):
+            if k.dtypes == ("uint32",):
+                a = rng.integers(0, 2**32, (shape[0], 4 if p.name == "counters" else 2), dtype=np.uint32)
+            else:
+                a = rng.uniform(0.1, 0.9, shape[:-1] if p.role == BATCH else shape).astype(dtype)
+            np_args.append(a)
+            t_args.append(torch.from_numpy(a.copy()))
+        else:
+            v = {"seed": 2**64 - 3, "offset": 11, "n_samples": 2, "real": 0.25, "step": 3, "shape": shape,
+                 "dtype": dtype}[p.kind]
+            np_args.append(v)
+            t_args.append(v)
+    return np_args, t_args
+
+
+def test_import_vaekernels_does_not_import_torch():
+    r = subprocess.run([sys.executable, "-c", "import sys, vaekernels; print('torch' in sys.modules)"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+@pytest.mark.parametrize("name", [k.name for k in KERNELS])
+def test_operator_equals_numpy_api_bitwise(name):
+    k = next(k for k in KERNELS if k.name == name)
+    for dtype in (np.float32, np.float64):
+        np_args, t_args = _args(k, dtype)
+        want = getattr(vk, name)(*np_args)
+        got = getattr(vkt, name)(*t_args)
+        if k.returns != "outputs":                       # adam_step: compare the updated arrays
+            want = tuple(a for a, p in zip(np_args, k.params) if isinstance(p, Array) and p.io == "inout")
+            got = tuple(a for a, p in zip(t_args, k.params) if isinstance(p, Array) and p.io == "inout")
+        want = want if isinstance(want, tuple) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        for w, g in zip(want, got):
+            assert isinstance(g, torch.Tensor)
+            assert_bitwise(g.numpy(), w, f"vaekernels.torch.{name} ({np.dtype(dtype).name})")
+
+
+@pytest.mark.parametrize("name", [k.name for k in KERNELS])
+def test_opcheck(name):
+    k = next(k for k in KERNELS if k.name == name)
+    _, t_args = _args(k, np.float64, shape=(3, 4))
+    op_args = []
+    for p, a in zip(k.params, t_args):
+        if isinstance(p, Array):
+            if k.backward is not None and p.name in k.backward.differentiable:
+                a = a.requires_grad_()
+        elif p.kind in ("seed", "offset", "step"):
+            a = vkt.u64(a)
+        elif p.kind == "dtype":
+            a = torch.float64
+        elif p.kind == "shape":
+            a = list(a)
+        op_args.append(a)
+    op = getattr(torch.ops.vaekernels, name).default
+    torch.library.opcheck(op, tuple(op_args))
+
+
+@pytest.mark.parametrize("name,n_samples", [(k.name, None) for k in KERNELS if k.backward is not None]
+                         + [("reparameterize", 3)])
+def test_gradcheck(name, n_samples):
+    k = next(k for k in KERNELS if k.name == name)
+    _, t_args = _args(k, np.float64, shape=(3, 4), seed=1)
+    diff = [i for i, p in enumerate(k.params) if isinstance(p, Array) and p.name in k.backward.differentiable]
+    if n_samples is not None:
+        t_args[[p.name for p in k.params].index("n_samples")] = n_samples
+
+    def f(*xs):
+        args = list(t_args)
+        for i, x in zip(diff, xs):
+            args[i] = x
+        return getattr(vkt, name)(*args)
+
+    inputs = tuple(t_args[i].clone().requires_grad_() for i in diff)
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_requires_grad_inputs_and_errors_match_the_numpy_api():
+    mu = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    z, kl = vkt.latent_forward(mu, torch.zeros(4, 3, dtype=torch.float64), 1, 0)
+    assert z.requires_grad and kl.requires_grad
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        vkt.kl_standard_normal(mu, torch.zeros(4, 3))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        vkt.kl_standard_normal(mu.long(), mu.long())
+    with pytest.raises(TypeError, match="float32 or float64"):
+        vkt.kl_standard_normal(mu.bfloat16(), mu.bfloat16())
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(4, 2\)|\(4, 2\).*\(4, 3\)"):
+        vkt.kl_standard_normal(mu, torch.zeros(4, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="seed"):
+        vkt.randn(3, -1)
+    with pytest.raises(ValueError, match="2\\*\\*64"):
+        vkt.randn(8, 1, 2**64 - 4)
+    if not CUDA:
+        with pytest.raises(Exception):
+            vkt.randn(3, 1, device="cuda")
+
+
+def test_stream_values_travel_as_int64_tensors():
+    assert int(vkt.u64(2**64 - 1)) == -1 and int(vkt.u64(5)) == 5
+    a = vkt.randn(6, 2**64 - 1, 2**63 + 1)
+    np.testing.assert_array_equal(a.numpy(), vk.randn(6, 2**64 - 1, 2**63 + 1))
+    np.testing.assert_array_equal(vkt.randn(6, vkt.u64(2**64 - 1), vkt.u64(2**63 + 1)).numpy(), a.numpy())
+
+
+def test_gaussian_latent_advances_its_stream_and_regenerates_eps():
+    layer = vkt.GaussianLatent(seed=9)
+    mu = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+    lv = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+    z1, kl1 = layer(mu, lv)
+    z2, _ = layer(mu, lv)
+    assert int(layer.offset) == 64
+    np.testing.assert_array_equal(z1.detach().numpy(), vk.latent_forward(mu.detach().numpy(), lv.detach().numpy(),
+                                                                        9, 0)[0])
+    np.testing.assert_array_equal(z2.detach().numpy(), vk.latent_forward(mu.detach().numpy(), lv.detach().numpy(),
+                                                                        9, 32)[0])
+    (z1.sum() + 0.5 * kl1.sum()).backward()
+    dmu, dlv = vk.latent_backward(np.ones((8, 4)), mu.detach().numpy(), lv.detach().numpy(), 9, 0, 0.5)
+    np.testing.assert_allclose(mu.grad.numpy(), dmu, rtol=1e-15)
+    np.testing.assert_allclose(lv.grad.numpy(), dlv, rtol=1e-14)
+
+
+# -------------------------------------------------------------------------------------------------
+# torch.compile
+# -------------------------------------------------------------------------------------------------
+def test_compile_fullgraph_compiles_once_while_the_offset_advances():
+    from torch._dynamo.testing import CompileCounterWithBackend
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    enc, dec = torch.nn.Linear(16, 8), torch.nn.Linear(4, 16)
+    latent = vkt.GaussianLatent(seed=3)
+
+    def loss_fn(x):
+        h = enc(x)
+        z, kl = latent(h[:, :4], h[:, 4:])
+        return (vkt.bernoulli_logits_loss(x, dec(z)) + kl).mean()
+
+    counter = CompileCounterWithBackend("aot_eager")      # dynamo + AOTAutograd: the backward as traced
+    compiled = torch.compile(loss_fn, fullgraph=True, backend=counter)
+    x = (torch.rand(32, 16) < 0.5).float()
+    eager_latent = vkt.GaussianLatent(seed=3)
+    for step in range(20):
+        loss = compiled(x)
+        loss.backward()
+        h = enc(x)
+        z, kl = eager_latent(h[:, :4], h[:, 4:])
+        eager = (vkt.bernoulli_logits_loss(x, dec(z)) + kl).mean()
+        assert float(loss.detach()) == pytest.approx(float(eager.detach()), rel=1e-6), step
+    assert counter.frame_count == 1, f"compiled {counter.frame_count} times"
+    assert int(latent.offset) == 20 * 32 * 4
+
+
+# -------------------------------------------------------------------------------------------------
+# a VAE trained with the operators reaches the ELBO of the native torch one
+# -------------------------------------------------------------------------------------------------
+def _train_digits(use_vk, seed, epochs=40):
+    pytest.importorskip("sklearn")
+    X, _ = vk.datasets.load_digits()
+    X = torch.from_numpy((X > 0.5).astype(np.float32))
+    torch.manual_seed(seed)
+    D, H, L = 64, 128, 8
+    enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.Tanh(), torch.nn.Linear(H, 2 * L))
+    dec = torch.nn.Sequential(torch.nn.Linear(L, H), torch.nn.Tanh(), torch.nn.Linear(H, D))
+    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=3e-3)
+    latent = vkt.GaussianLatent(seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    offset = 0
+    for _ in range(epochs):
+        for idx in torch.randperm(X.shape[0], generator=gen).split(128):
+            x = X[idx]
+            h = enc(x)
+            mu, lv = h[:, :L], h[:, L:]
+            if use_vk:
+                z, kl = latent(mu, lv)
+                nll = vkt.bernoulli_logits_loss(x, dec(z))
+            else:   # native torch ops, fed the same normals (so only the arithmetic differs)
+                eps = torch.from_numpy(vk.randn(mu.shape, seed, offset))
+                z = mu + torch.exp(0.5 * lv) * eps
+                kl = 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(-1)
+                nll = torch.nn.functional.binary_cross_entropy_with_logits(dec(z), x, reduction="none").sum(-1)
+            offset += mu.numel()
+            loss = (nll + kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():                                   # the ELBO on the whole set, one sample, fixed noise
+        h = enc(X)
+        mu, lv = h[:, :L], h[:, L:]
+        z = mu + torch.exp(0.5 * lv) * torch.from_numpy(vk.randn(mu.shape, 12345))
+        kl = 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(-1)
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(dec(z), X, reduction="none").sum(-1)
+        return float((-(nll + kl)).mean())
+
+
+def test_vae_with_the_operators_reaches_the_native_elbo():
+    """The native VAE over 5 seeds gives the spread; ours (seed 0) must lie within 2 of its standard
+    deviations of the native mean. Both runs of seed 0 see the same data order and the same normals, so
+    beyond that criterion ours must also stay close to native seed 0 itself (only float32 rounding
+    differs, and it grows slowly over 480 steps): within half a native standard deviation."""
+    native = np.array([_train_digits(False, s) for s in range(5)])
+    ours = _train_digits(True, 0)
+    sd = native.std(ddof=1)
+    assert abs(ours - native.mean()) <= 2 * sd, (ours, native)
+    assert abs(ours - native[0]) <= 0.5 * sd, (ours, native)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device and the CUDA build")
+def test_cuda_tensors_on_the_current_stream():
+    mu = torch.randn(64, 16, device="cuda")
+    lv = torch.randn(64, 16, device="cuda")
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        z, kl = vkt.latent_forward(mu, lv, 5, 7)
+    s.synchronize()
+    zc, klc = vk.latent_forward(mu.cpu().numpy(), lv.cpu().numpy(), 5, 7)
+    assert z.is_cuda and np.array_equal(z.cpu().numpy(), zc) and np.array_equal(kl.cpu().numpy(), klc)
+    with pytest.raises(TypeError, match="mixing devices"):
+        vkt.kl_standard_normal(mu, lv.cpu())
