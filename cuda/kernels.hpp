@@ -15,6 +15,7 @@
 #include <string>
 
 #include "vaekernels/kernel_args.hpp"
+#include "vaekernels/kernel_tables.hpp"
 #include "vaekernels/targets.hpp"
 
 namespace vk::gpu {

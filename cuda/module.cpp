@@ -80,7 +80,23 @@ void def_kernel(py::module_& m, void (*launch)(const Args&, cudaStream_t), const
     }, py::arg("pointers"), py::arg("extent"), py::arg("scalars"), py::arg("stream"), doc);
 }
 
+// The launchers for the XLA FFI handlers of _jax (kernel_tables.hpp), the stream passed as void*.
+py::capsule launcher_set() {
+    static const GpuLauncherSet set = [] {
+        GpuLauncherSet s{};
+#define VK_SET_LAUNCHER(name, Args)                                                                        \
+    s.f32.name = [](const Args<float>& a, void* st) { name<float>(a, static_cast<cudaStream_t>(st)); };     \
+    s.f64.name = [](const Args<double>& a, void* st) { name<double>(a, static_cast<cudaStream_t>(st)); };
+        VK_FLOAT_KERNELS(VK_SET_LAUNCHER)
+#undef VK_SET_LAUNCHER
+        s.philox4x32_10 = [](const Philox4x32_10Args& a, void* st) { philox4x32_10(a, static_cast<cudaStream_t>(st)); };
+        return s;
+    }();
+    return py::capsule(static_cast<const void*>(&set), kGpuLauncherSetCapsule);
+}
+
 void def_kernels(py::module_& m) {
+    m.def("_launcher_set", &launcher_set, "The CUDA launchers as a capsule of function pointers (for _jax).");
     auto f32 = m.def_submodule("f32", "float32 kernels: name(pointers, extent, scalars, stream)");
     auto f64 = m.def_submodule("f64", "float64 kernels: name(pointers, extent, scalars, stream)");
     auto u32 = m.def_submodule("u32", "uint32 kernels: name(pointers, extent, scalars, stream)");

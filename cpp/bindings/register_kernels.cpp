@@ -68,9 +68,19 @@ void def_kernel(py::module_& m, void (*run)(const Args&), const char* doc) {
 
 template <class T> const cpu::KernelTable<T>& kt() { return cpu::table<T>(cpu::kernels()); }
 
+// The kernel set of the level in use, for the XLA FFI handlers of _jax (kernel_tables.hpp).
+py::capsule kernel_set() {
+    static const CpuKernelSet set = [] {
+        const cpu::Kernels& k = cpu::kernels();
+        return CpuKernelSet{k.name, k.f32, k.f64, &cpu::philox4x32_10};
+    }();
+    return py::capsule(static_cast<const void*>(&set), kCpuKernelSetCapsule);
+}
+
 }  // namespace
 
 void register_kernels(py::module_& m) {
+    m.def("_kernel_set", &kernel_set, "The CPU kernels as a capsule of function pointers (for vaekernels._jax).");
     auto f32 = m.def_submodule("f32", "float32 kernels: name(arrays, extent, scalars)");
     auto f64 = m.def_submodule("f64", "float64 kernels: name(arrays, extent, scalars)");
     auto u32 = m.def_submodule("u32", "uint32 kernels: name(arrays, extent, scalars)");

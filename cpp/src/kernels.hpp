@@ -10,16 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "vaekernels/kernel_args.hpp"
+#include "vaekernels/kernel_tables.hpp"
 
 namespace vk::cpu {
 
 template <class T>
-struct KernelTable {
-#define VK_KERNEL_POINTER(name, Args) void (*name)(const Args<T>&);
-    VK_FLOAT_KERNELS(VK_KERNEL_POINTER)
-#undef VK_KERNEL_POINTER
-};
+using KernelTable = CpuKernels<T>;
 
 struct Kernels {
     const char* name;

@@ -54,9 +54,21 @@ def cuda_available():
     return _device_seen
 
 
+_DLPACK_CUDA = (2, 13)        # kDLCUDA, kDLCUDAManaged
+
+
 def is_device_array(a):
-    """Whether ``a`` lives on a GPU (CuPy, PyTorch CUDA tensors, Numba device arrays, ...)."""
-    return hasattr(a, "__cuda_array_interface__")
+    """Whether ``a`` lives on a GPU: ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors, Numba, ...) or a
+    DLPack device that is CUDA memory (JAX GPU arrays, ...)."""
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    dev = getattr(a, "__dlpack_device__", None)
+    if dev is None:
+        return False
+    try:
+        return int(dev()[0]) in _DLPACK_CUDA
+    except Exception:  # noqa: BLE001  (an object that cannot say where it lives is not a device array)
+        return False
 
 
 def require_device():
@@ -135,8 +147,17 @@ class DeviceLib:
                 index = out_id
             self.device = cp.cuda.Device(index) if index is not None else cp.cuda.Device()
 
+    def _cupy_view(self, a):
+        """CuPy's view of another library's GPU array: __cuda_array_interface__ (with its stream, which CuPy
+        synchronises with) or DLPack (whose protocol orders the producer's stream before ours)."""
+        if isinstance(a, self.cp.ndarray):
+            return a
+        if hasattr(a, "__cuda_array_interface__"):
+            return self.cp.asarray(a)
+        return self.cp.from_dlpack(a)
+
     def array(self, name, a):
-        a = a if isinstance(a, self.cp.ndarray) else self.cp.asarray(a)
+        a = self._cupy_view(a)
         if not a.flags.c_contiguous:
             with a.device:  # the copy is made on the array's device
                 a = self.cp.ascontiguousarray(a)
@@ -144,7 +165,7 @@ class DeviceLib:
         return a
 
     def inout(self, name, a):
-        a = a if isinstance(a, self.cp.ndarray) else self.cp.asarray(a)
+        a = self._cupy_view(a)
         if not a.flags.c_contiguous:
             raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
         self._on_device(name, a)
@@ -164,7 +185,7 @@ class DeviceLib:
         if not isinstance(out, cp.ndarray):
             if not is_device_array(out):
                 raise TypeError(f"{name} must be a CuPy array on the GPU (the inputs are), got {type(out).__name__}")
-            out = cp.asarray(out)
+            out = self._cupy_view(out)
         V.output_layout(name, out, shape, dtype)
         if out.device.id != self.device.id:
             raise ValueError(f"{name} is on GPU {out.device.id} but the inputs are on GPU {self.device.id}")

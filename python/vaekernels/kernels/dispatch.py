@@ -37,7 +37,8 @@ class Plan:
         # (position in args, name, io, role) of each array parameter, in order
         self.arrays = tuple((i, p.name, p.io, p.role) for i, p in enumerate(params) if isinstance(p, Array))
         self.array_index = tuple(a[0] for a in self.arrays)
-        self.scalars = tuple((i, p.name, V.scalar_check(p)) for i, p in enumerate(params) if not isinstance(p, Array))
+        self.scalars = tuple((i, p.name, p.kind, V.scalar_check(p)) for i, p in enumerate(params)
+                             if not isinstance(p, Array))
         self.float = kernel.dtypes != ("uint32",)
         roles = [a[3] for a in self.arrays]
         self.ref = roles.index(FULL) if FULL in roles else None             # whose shape is the kernel's
@@ -102,7 +103,11 @@ def _run(pl, lib, args, out):
         arrays.append(a)
 
     # ---- scalars ------------------------------------------------------------------------------------
-    values = {name: check(args[i]) for i, name, check in pl.scalars}
+    # A library may take some scalars as traced values (JAX: seeds and offsets inside jit); those are
+    # checked where their value exists (the XLA FFI handler), the rest here.
+    traced = getattr(lib, "traced", None)
+    values = {name: (args[i] if traced is not None and traced(kind, args[i]) else check(args[i]))
+              for i, name, kind, check in pl.scalars}
 
     # ---- shapes -------------------------------------------------------------------------------------
     layout = pl.layout
@@ -141,7 +146,7 @@ def _run(pl, lib, args, out):
 
     # ---- stream -------------------------------------------------------------------------------------
     n_samples = values.get("n_samples")
-    if pl.stream:
+    if pl.stream and isinstance(values["offset"], int):
         V.check_stream_end(values["offset"], n * n_samples if pl.count_samples and n_samples else n)
 
     # ---- outputs ------------------------------------------------------------------------------------
@@ -192,6 +197,8 @@ class HostLib:
 
     @staticmethod
     def array(name, a):
+        if type(a) is not np.ndarray and hasattr(a, "__dlpack__"):
+            a = _from_dlpack(name, a)     # any CPU array library, zero-copy (PyTorch, JAX, ...)
         a = np.asarray(a, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
         if not (a.flags.aligned and a.dtype.isnative):
             # misaligned or byte-swapped buffers are copied once too: the kernels load whole native elements
@@ -215,6 +222,19 @@ class HostLib:
             from .. import _core
             fn = self._fns[key] = getattr(getattr(_core, _SUBMODULE[dtype.name]), kernel.name)
         fn(tuple(arrays), extent, scalars)
+
+
+def _from_dlpack(name, a):
+    """A CPU array of another library as a NumPy array on the same memory (DLPack)."""
+    try:
+        return np.from_dlpack(a)
+    except (RuntimeError, BufferError, TypeError, ValueError) as e:
+        # e.g. a PyTorch tensor that requires grad refuses to export its memory
+        try:
+            return np.asarray(a)
+        except Exception:  # noqa: BLE001  (report the DLPack refusal, which says why)
+            raise TypeError(f"{name} cannot be read as an array ({type(a).__name__}: {e}); for tensors that "
+                            f"require grad use vaekernels.torch, or pass tensor.detach()") from e
 
 
 _SUBMODULE = {"float32": "f32", "float64": "f64", "uint32": "u32"}
