@@ -243,3 +243,16 @@ def test_cuda_tensors_on_the_current_stream():
     assert z.is_cuda and np.array_equal(z.cpu().numpy(), zc) and np.array_equal(kl.cpu().numpy(), klc)
     with pytest.raises(TypeError, match="mixing devices"):
         vkt.kl_standard_normal(mu, lv.cpu())
+
+
+def test_thread_policy_follows_torch():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        vkt.kl_standard_normal(torch.zeros(2, 2), torch.zeros(2, 2))
+        assert vkt.threads() == {"torch": 1, "vaekernels": 1}
+        torch.set_num_threads(2)
+        vkt.kl_standard_normal(torch.zeros(2, 2), torch.zeros(2, 2))
+        assert vkt.threads() == {"torch": 2, "vaekernels": 2}
+    finally:
+        torch.set_num_threads(before)

@@ -20,6 +20,9 @@ PYBIND11_MODULE(_core, m) {
 #else
     m.attr("openmp") = false;
 #endif
+    m.def("set_team_size", &vk::cpu::set_team_size, py::arg("n"),
+          "Threads per parallel region of the kernels (0: OpenMP's default). Process-wide; no result changes.");
+    m.def("team_size", &vk::cpu::team_size, "Threads a parallel region of the kernels starts now.");
     vk::bind::register_kernels(m);
     vk::bind::register_mcmc(m);
 }

@@ -5,6 +5,10 @@
 // All give identical bits (tests/test_simd_levels.py). VAEKERNELS_SIMD=<level> overrides the choice.
 #include <atomic>
 #include <cstdlib>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 #include <stdexcept>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -81,6 +85,21 @@ void after_fork_in_child() {
 const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);   // registered at load
 #endif
 }  // namespace
+
+namespace {
+std::atomic<int> g_team_size{0};   // 0: OpenMP's default
+}  // namespace
+
+int team_size() {
+    const int n = g_team_size.load(std::memory_order_relaxed);
+#if defined(_OPENMP)
+    return n > 0 ? n : omp_get_max_threads();
+#else
+    return n > 0 ? n : 1;
+#endif
+}
+
+void set_team_size(int n) { g_team_size.store(n < 0 ? 0 : n, std::memory_order_relaxed); }
 
 bool openmp_allowed() {
     if (g_fork_child.load(std::memory_order_relaxed)) return false;

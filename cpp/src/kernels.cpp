@@ -58,7 +58,7 @@ void row_reduce(int64_t rows, int64_t cols, T* row_out, Fn fn) {
     if (cols == 0) { std::fill(row_out, row_out + rows, T(0)); return; }
     const int64_t rows_per_block = cols >= kChunk ? 1 : kChunk / cols;
     const int64_t n_blocks = (rows + rows_per_block - 1) / rows_per_block;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
     for (int64_t blk = 0; blk < n_blocks; ++blk) {
         alignas(64) T terms[kChunk];
         const int64_t r0 = blk * rows_per_block;
@@ -87,7 +87,7 @@ template <class Fn>
 void elementwise(int64_t total, Fn fn) {
     if (total <= 0) return;
     const int64_t n_chunks = (total + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (total >= kParallelMin && cpu::openmp_allowed())
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (total >= kParallelMin && cpu::openmp_allowed())
     for (int64_t c = 0; c < n_chunks; ++c) {
         const int64_t b = c * kChunk;
         fn(b, std::min(kChunk, total - b));
@@ -238,7 +238,7 @@ void kl_standard_normal_backward_kernel(const KlStandardNormalBackwardArgs<T>& a
     T* dmu = a.dmu;
     T* dlv = a.dlogvar;
     const int64_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
     for (int64_t r = 0; r < rows; ++r) {
         const T g = grad[r];
         const T* m = mu + r * cols;
@@ -280,7 +280,7 @@ void kl_normal_backward_row(T g, const T* __restrict a, const T* __restrict b, c
 template <class T>
 void kl_normal_backward_kernel(const KlNormalBackwardArgs<T>& a) {
     const int64_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t o = r * cols;
         kl_normal_backward_row(a.grad[r], a.mu_q + o, a.logvar_q + o, a.mu_p + o, a.logvar_p + o, cols,

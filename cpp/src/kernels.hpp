@@ -29,6 +29,11 @@ struct Kernels {
 // bits. Evaluate it only when about to go parallel (it records that the pool has started).
 bool openmp_allowed();
 
+// The number of threads a parallel region starts: set_team_size(n) (n >= 1), or OpenMP's default
+// (OMP_NUM_THREADS) after set_team_size(0). Process-wide; results do not depend on it.
+int team_size();
+void set_team_size(int n);
+
 // The raw Philox4x32-10 block function over n (counter, key) pairs (one build: it has no vector loop).
 void philox4x32_10(const Philox4x32_10Args& a);
 

@@ -432,7 +432,7 @@ void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
     Sampler s(cfg, out);
     cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
-#pragma omp parallel for schedule(dynamic, 1) if (cpu::openmp_allowed())
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu::team_size()) if (cpu::openmp_allowed())
     for (int64_t b = 0; b < n_tiles; ++b) {
         Tile& t = s.tile(b);
         eval(t, t.x.data(), t.lp);
@@ -441,7 +441,7 @@ void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
         if (seg.begin == s.covariance_step()) s.estimate_covariance();
         for (int64_t c0 = seg.begin; c0 < seg.end;) {
             const int64_t c1 = std::min(seg.end, c0 + poll.chunk());
-#pragma omp parallel for schedule(dynamic, 1) if (cpu::openmp_allowed())
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu::team_size()) if (cpu::openmp_allowed())
             for (int64_t b = 0; b < n_tiles; ++b) {
                 Tile& t = s.tile(b);
                 for (int64_t step = c0; step < c1; ++step) {
@@ -533,13 +533,13 @@ void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) 
     for (int64_t step = 0; step < s.n_steps(); ++step) {
         if (step == s.covariance_step()) s.estimate_covariance();
         z = target.begin_step();
-#pragma omp parallel for schedule(static) if (par && cpu::openmp_allowed())
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (par && cpu::openmp_allowed())
         for (int64_t b = 0; b < n_tiles; ++b) {
             s.propose(s.tile(b), step);
             s.write_proposals(s.tile(b), z);
         }
         target.end_step(lp.data());
-#pragma omp parallel for schedule(static) if (par && cpu::openmp_allowed())
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (par && cpu::openmp_allowed())
         for (int64_t b = 0; b < n_tiles; ++b) {
             Tile& t = s.tile(b);
             Sampler::read_log_prob(t, lp.data(), t.lpp);

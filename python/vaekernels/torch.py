@@ -24,8 +24,12 @@ memory the kernel wrote). CUDA tensors go to the CUDA kernels on torch's current
 build; otherwise a RuntimeError saying why). Errors are the NumPy API's: TypeError for dtypes and devices,
 ValueError for shapes and values.
 
-Threads: the torch wheel brings its own OpenMP runtime, beside the one the vaekernels kernels use; see
-``threads`` for the policy this module applies (it follows ``torch.get_num_threads()``).
+Threads: the torch wheel brings its own OpenMP runtime, beside the one the vaekernels kernels use. The
+operators run the kernels with ``torch.get_num_threads()`` threads, so ``torch.set_num_threads`` governs
+both (``threads()`` shows the policy in effect). Idle OpenMP threads spin for a while before they sleep,
+and two runtimes' spinning threads slow each other's next parallel region; in processes that alternate
+torch and vaekernels work on few cores, set ``OMP_WAIT_POLICY=passive`` before importing either (both
+runtimes read it at load): benchmarks/bench_frameworks.py measures the effect.
 """
 from __future__ import annotations
 
@@ -120,8 +124,21 @@ def _numpy_args(k, args):
     return [_as_numpy(p.name, a) if isinstance(p, Array) else v for p, a, v in zip(k.params, args, scalars)]
 
 
+_team = [None]
+
+
+def _follow_torch_threads():
+    """The thread policy: the kernels' OpenMP teams follow torch.get_num_threads() (set_num_threads governs
+    both runtimes of the process)."""
+    n = torch.get_num_threads()
+    if n != _team[0]:
+        _core.set_team_size(n)
+        _team[0] = n
+
+
 def _cpu_impl(k):
     def impl(*args):
+        _follow_torch_threads()
         args, device = _full_args(k, args)
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"{k.name}: device {device} is not served by the CPU implementation")
@@ -437,5 +454,6 @@ class BernoulliLogitsLoss(torch.nn.Module):
 # threads
 # -------------------------------------------------------------------------------------------------
 def threads():
-    """The thread policy of this module, as a dict (see the module docstring)."""
-    return {"torch": torch.get_num_threads(), "vaekernels_openmp": _core.openmp}
+    """The thread policy in effect: {"torch": torch's intra-op threads, "vaekernels": the kernels' team size
+    (following torch's at every operator call)}."""
+    return {"torch": torch.get_num_threads(), "vaekernels": _core.team_size()}

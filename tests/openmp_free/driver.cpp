@@ -9,6 +9,7 @@
 namespace vk::cpu {
 const Kernels& kernels_isa_baseline();
 bool openmp_allowed() { return true; }   // (dispatch.cpp's fork guard; without OpenMP the pragmas are ignored)
+int team_size() { return 1; }
 }
 
 template <class T>
