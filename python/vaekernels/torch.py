@@ -66,7 +66,8 @@ def u64(value, device=None):
     value = int(value)
     if not 0 <= value < 1 << 64:
         raise ValueError(f"seed/offset must be in [0, 2**64), got {value}")
-    return torch.tensor(value - (1 << 64) if value >= 1 << 63 else value, dtype=torch.int64, device=device)
+    t = torch.from_numpy(np.array(value - (1 << 64) if value >= 1 << 63 else value, dtype=np.int64))
+    return t if device is None else t.to(device)       # (from_numpy: a third of torch.tensor's cost)
 
 
 def _from_tensor(t):
@@ -110,20 +111,6 @@ def _full_args(k, args):
     return args[:len(k.params)], device
 
 
-def _as_numpy(name, t):
-    """A CPU tensor as a NumPy array on the same memory (dtypes NumPy lacks are refused as the API does)."""
-    try:
-        return t.detach().numpy()
-    except TypeError:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {t.dtype}") from None
-
-
-def _numpy_args(k, args):
-    """Operator arguments -> the NumPy API's (tensors viewed as arrays, stream tensors as ints)."""
-    scalars = _numpy_scalars(k, args)
-    return [_as_numpy(p.name, a) if isinstance(p, Array) else v for p, a, v in zip(k.params, args, scalars)]
-
-
 _team = [None]
 
 
@@ -136,18 +123,47 @@ def _follow_torch_threads():
         _team[0] = n
 
 
+def _host_array(name, t, wanted):
+    """A CPU tensor as a NumPy array on the same memory (detached first when it requires grad)."""
+    if t.requires_grad:
+        t = t.detach()
+    try:
+        return t.numpy()
+    except TypeError:           # dtypes NumPy lacks (bfloat16, ...): the NumPy API's message
+        raise TypeError(f"{name} must have dtype {wanted}, got {t.dtype}") from None
+
+
 def _cpu_impl(k):
+    n_params = len(k.params)
+    arrays = tuple(i for i, p in enumerate(k.params) if isinstance(p, Array))
+    streams = tuple(i for i, p in enumerate(k.params) if not isinstance(p, Array) and p.kind in _TENSOR_SCALARS)
+    dtypes = tuple(i for i, p in enumerate(k.params) if not isinstance(p, Array) and p.kind == "dtype")
+    plain = len(k.params) == len(arrays) + len(streams) and k.layout != CREATION
+    names = [p.name for p in k.params]
+    wanted = " or ".join(k.dtypes)
+
     def impl(*args):
-        _follow_torch_threads()
-        args, device = _full_args(k, args)
-        if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(f"{k.name}: device {device} is not served by the CPU implementation")
-        res = dispatch.call(k, _numpy_args(k, args))
+        if torch.get_num_threads() != _team[0]:
+            _follow_torch_threads()
+        if plain and len(args) == n_params:
+            device = None
+        else:
+            args, device = _full_args(k, args)
+            if device is not None and torch.device(device).type != "cpu":
+                raise ValueError(f"{k.name}: device {device} is not served by the CPU implementation")
+        a = list(args)
+        for i in arrays:
+            a[i] = _host_array(names[i], a[i], wanted)
+        for i in streams:
+            a[i] = a[i].item() & _MASK
+        for i in dtypes:
+            a[i] = _NP.get(a[i], np.float32) if a[i] is not None else np.float32
+        res = dispatch.run(k, dispatch.HOST, a)
         if not k.outputs:
             return None
-        res = res if isinstance(res, tuple) else (res,)
-        ts = tuple(torch.from_numpy(r) for r in res)       # the kernel's output memory, not a copy
-        return ts[0] if len(ts) == 1 else ts
+        if type(res) is tuple:
+            return tuple(torch.from_numpy(r) for r in res)      # the kernel's output memory, not a copy
+        return torch.from_numpy(res)
     return impl
 
 
@@ -335,6 +351,55 @@ def _autograd(k):
     return backward, setup_context
 
 
+_BELOW_AUTOGRAD = torch._C._after_autograd_keyset
+
+
+# What remains below autograd for plain CPU tensors outside any mode or transform (ADInplaceOrView, when
+# present, is a fallthrough for functional operators): there the dispatcher's next stop is the CPU kernel.
+_PLAIN_CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+_PLAIN_CPU_SEEN = {}
+
+
+def _plain_cpu(keyset):
+    """Whether the dispatcher's next kernel after autograd is the CPU kernel (memoised per keyset)."""
+    raw = keyset.raw_repr()
+    plain = _PLAIN_CPU_SEEN.get(raw)
+    if plain is None:
+        below = (keyset & _BELOW_AUTOGRAD).remove(torch._C.DispatchKey.ADInplaceOrView)
+        plain = _PLAIN_CPU_SEEN[raw] = below == _PLAIN_CPU
+    return plain
+
+
+def _autograd_kernel(k, backward, setup_context, cpu_impl):
+    """The operator's Autograd-key kernel: an autograd.Function around the kernels below autograd when an
+    input requires grad, else a plain redispatch, or for plain CPU tensors the CPU kernel itself (the one
+    the dispatcher would choose; saves a second Python crossing). torch.library.register_autograd builds
+    the same Function, but its no-grad path costs ~15 us of Python per call."""
+    handle = getattr(torch.ops.vaekernels, k.name).default._handle
+    functional = not any(isinstance(p, Array) and p.io == "inout" for p in k.params)
+
+    def forward(ctx, keyset, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            result = handle.redispatch_boxed(keyset & _BELOW_AUTOGRAD, *args)
+        setup_context(ctx, args, result)
+        return result
+
+    def backward_with_keyset(ctx, *upstream):
+        return (None,) + backward(ctx, *upstream)
+
+    function = type(f"{k.name}_autograd", (torch.autograd.Function,),
+                    {"forward": staticmethod(forward), "backward": staticmethod(backward_with_keyset)})
+
+    def kernel(keyset, *args):
+        if torch._C.is_grad_enabled() and torch._C._any_requires_grad(*args):
+            return function.apply(keyset, *args)
+        if functional and _plain_cpu(keyset):
+            return cpu_impl(*args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return handle.redispatch_boxed(keyset & _BELOW_AUTOGRAD, *args)
+    return kernel
+
+
 # -------------------------------------------------------------------------------------------------
 # registration
 # -------------------------------------------------------------------------------------------------
@@ -342,13 +407,13 @@ def _register():
     lib = torch.library.Library(NAMESPACE, "DEF")
     for k in KERNELS:
         lib.define(_schema(k))
-        lib.impl(k.name, _cpu_impl(k), "CPU")
+        cpu_impl = _cpu_impl(k)
+        lib.impl(k.name, cpu_impl, "CPU")
         if _cuda.cuda_built():
             lib.impl(k.name, _cuda_impl(k), "CUDA")
         torch.library.register_fake(f"{NAMESPACE}::{k.name}", _fake_impl(k), lib=lib)
         if k.backward is not None:
-            backward, setup = _autograd(k)
-            torch.library.register_autograd(f"{NAMESPACE}::{k.name}", backward, setup_context=setup, lib=lib)
+            lib.impl(k.name, _autograd_kernel(k, *_autograd(k), cpu_impl), "Autograd", with_keyset=True)
     return lib
 
 
@@ -371,15 +436,20 @@ def _function(k):
         params.append(inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=None))
     sig = inspect.Signature(params)
     kinds = [None if isinstance(p, Array) else p.kind for p in k.params]
+    n_params = len(k.params)
+    returns = None if k.returns == "outputs" else [p.name for p in k.params].index(k.returns)
 
     def fn(*args, **kwargs):
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        values = list(bound.arguments.values())
-        dev = values.pop() if k.layout == CREATION else None
+        if kwargs or len(args) != n_params or k.layout == CREATION:
+            bound = sig.bind(*args, **kwargs)       # (all arguments given by position skip this)
+            bound.apply_defaults()
+            args = list(bound.arguments.values())
+        dev = args.pop() if k.layout == CREATION else None
         conv = []
-        for kind, v in zip(kinds, values):
-            if kind in _TENSOR_SCALARS:
+        for kind, v in zip(kinds, args):
+            if kind is None:
+                pass
+            elif kind in _TENSOR_SCALARS:
                 v = u64(v)
             elif kind == "dtype" and v is not None and not isinstance(v, torch.dtype):
                 v = _TORCH[np.dtype(v)]
@@ -389,9 +459,7 @@ def _function(k):
         if k.layout == CREATION:
             conv.append(dev)
         res = op(*conv)
-        if k.returns != "outputs":
-            return values[[p.name for p in k.params].index(k.returns)]
-        return res
+        return res if returns is None else args[returns]
 
     fn.__name__ = fn.__qualname__ = k.name
     fn.__signature__ = sig
