@@ -6,6 +6,11 @@
 #include "kernels.hpp"
 
 #include <algorithm>
+#include <climits>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "vaekernels/adam.hpp"
 #include "vaekernels/gaussian.hpp"
@@ -99,11 +104,61 @@ void elementwise(int64_t total, Fn fn) {
 // ---------------------------------------------------------------------------------------------
 constexpr int64_t kBlocks = 256;  // Philox blocks per inner batch
 
-// Philox words of blocks [b0, b0 + nb) in structure-of-arrays form, so the loop vectorises.
+#if defined(__AVX2__)
+// Eight Philox blocks per vector. GCC vectorises the portable loop below with 64-bit lanes and shuffles
+// (~35 cycles a block); splitting each 32x32->64 product into even and odd lanes by hand is ~2.7x faster.
+// Integer arithmetic only, so the words are those of Philox4x32x10::block, bit for bit.
+inline void mul_hi_lo(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+    const __m256i even = _mm256_mul_epu32(a, m);                          // products of lanes 0, 2, 4, 6
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);    // lanes 1, 3, 5, 7
+    lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+// The first whole groups of eight of blocks [b0, b0 + nb); returns how many blocks it wrote.
+int64_t philox_words_avx2(uint64_t seed, uint64_t b0, int64_t nb, uint32_t tag, uint32_t* w0, uint32_t* w1,
+                          uint32_t* w2, uint32_t* w3) {
+    const __m256i mul0 = _mm256_set1_epi64x(Philox4x32x10::kMul0), mul1 = _mm256_set1_epi64x(Philox4x32x10::kMul1);
+    const __m256i sign = _mm256_set1_epi32(INT32_MIN), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        const uint64_t b = b0 + static_cast<uint64_t>(i);
+        const __m256i base = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(b)));
+        __m256i c0 = _mm256_add_epi32(base, lane);
+        // the high counter word: + 1 in the lanes whose low word wrapped (unsigned base > c0; cmpgt gives -1)
+        const __m256i wrapped = _mm256_cmpgt_epi32(_mm256_xor_si256(base, sign), _mm256_xor_si256(c0, sign));
+        __m256i c1 = _mm256_sub_epi32(_mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(b >> 32))), wrapped);
+        __m256i c2 = _mm256_set1_epi32(static_cast<int32_t>(tag)), c3 = _mm256_setzero_si256();
+        uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+        for (int r = 0; r < 10; ++r) {
+            __m256i hi0, lo0, hi1, lo1;
+            mul_hi_lo(c0, mul0, hi0, lo0);
+            mul_hi_lo(c2, mul1, hi1, lo1);
+            c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int32_t>(k0)));
+            c1 = lo1;
+            c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int32_t>(k1)));
+            c3 = lo0;
+            k0 += Philox4x32x10::kWeyl0;
+            k1 += Philox4x32x10::kWeyl1;
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0 + i), c0);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1 + i), c1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(w2 + i), c2);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3 + i), c3);
+    }
+    return i;
+}
+#endif
+
+// Philox words of blocks [b0, b0 + nb) in structure-of-arrays form.
 void philox_words(uint64_t seed, uint64_t b0, int64_t nb, uint32_t tag, uint32_t* w0, uint32_t* w1,
                   uint32_t* w2, uint32_t* w3) {
     const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
-    for (int64_t i = 0; i < nb; ++i) {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    i = philox_words_avx2(seed, b0, nb, tag, w0, w1, w2, w3);
+#endif
+    for (; i < nb; ++i) {
         const uint64_t b = b0 + static_cast<uint64_t>(i);
         uint32_t c0 = static_cast<uint32_t>(b), c1 = static_cast<uint32_t>(b >> 32), c2 = tag, c3 = 0;
         Philox4x32x10::block(c0, c1, c2, c3, k0, k1);
