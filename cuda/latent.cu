@@ -1,6 +1,6 @@
 // latent.cu: the fused VAE latent pair. latent_forward draws z = mu + e^(lv/2) eps and sums the KL to
-// N(0, I) per row in one launch; latent_backward regenerates eps from (seed, offset) instead of reading a
-// stored copy. Element k of the (rows, cols) batch uses stream position offset + k, as on the CPU.
+// N(0, I) per row in one launch; latent_backward (one KL weight) and latent_vjp (a KL weight per row)
+// regenerate eps from (seed, offset) instead of reading a stored copy. Element k of the (rows, cols) batch uses stream position offset + k, as on the CPU.
 #include "common.cuh"
 #include "vaekernels/gaussian.hpp"
 
@@ -35,6 +35,14 @@ __global__ void latent_backward_kernel(LatentBackwardArgs<T> a) {
     });
 }
 
+// latent_backward with the KL weight of row k / cols taken from dkl.
+template <class T>
+__global__ void latent_vjp_kernel(LatentVjpArgs<T> a) {
+    for_each_random<true, T>(a.seed, a.offset, a.rows * a.cols, [&](int64_t k, T e) {
+        latent_backward_term(a.dz[k], a.mu[k], a.logvar[k], e, a.dkl[k / a.cols], a.dmu[k], a.dlogvar[k]);
+    });
+}
+
 // ----------------------------------------------------------------------------
 // launchers
 #if !defined(VK_CUDA_EMULATION)  // the host emulation in tests/cuda_emulation runs the kernels only
@@ -57,8 +65,17 @@ void latent_backward(const LatentBackwardArgs<T>& a, cudaStream_t s) {
     check_launch("latent_backward_kernel");
 }
 
+template <class T>
+void latent_vjp(const LatentVjpArgs<T>& a, cudaStream_t s) {
+    const int64_t n = a.rows * a.cols;
+    if (n <= 0) return;
+    latent_vjp_kernel<T><<<grid_for(blocks_touched<T>(a.offset, n), kThreads), kThreads, 0, s>>>(a);
+    check_launch("latent_vjp_kernel");
+}
+
 VK_INSTANTIATE_LAUNCHER(latent_forward, LatentForwardArgs)
 VK_INSTANTIATE_LAUNCHER(latent_backward, LatentBackwardArgs)
+VK_INSTANTIATE_LAUNCHER(latent_vjp, LatentVjpArgs)
 
 #endif  // !VK_CUDA_EMULATION
 

@@ -1,5 +1,6 @@
 // likelihood.cu: Bernoulli-with-logits, diagonal Gaussian and standard normal log-likelihoods summed per
-// row, and the fused value-and-gradient versions (one pass: the gradient is written while the row sums).
+// row, the fused value-and-gradient versions (one pass: the gradient is written while the row sums), and
+// the backward kernels that scale the gradient by an upstream value per row.
 //
 // Terms from cpp/include/vaekernels/gaussian.hpp; row sums in the CPU's order (common.cuh).
 #include "common.cuh"
@@ -31,6 +32,15 @@ __global__ void bernoulli_log_prob_and_grad_kernel(BernoulliLogProbAndGradArgs<T
     });
 }
 
+// dlogits = g[r] (x - sigmoid(l)); grad (rows,), the rest (rows, cols)
+template <class T>
+__global__ void bernoulli_log_prob_backward_kernel(BernoulliLogProbBackwardArgs<T> a) {
+    row_map(a.rows, a.cols, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        a.dlogits[i] = a.grad[r] * bernoulli_log_prob_grad(a.x[i], a.logits[i]);
+    });
+}
+
 // log_prob[r] = -0.5 sum_j (log 2 pi + lv + (x - m)^2 e^-lv)
 template <class T>
 __global__ void normal_log_prob_kernel(NormalLogProbArgs<T> a) {
@@ -49,6 +59,19 @@ __global__ void normal_log_prob_and_grad_kernel(NormalLogProbAndGradArgs<T> a) {
         a.dmean[i] = dm;
         a.dlogvar[i] = dl;
         return t;
+    });
+}
+
+// dmean = g[r] (x - m) e^-lv, dlogvar = g[r] ((x - m)^2 e^-lv - 1) / 2
+template <class T>
+__global__ void normal_log_prob_backward_kernel(NormalLogProbBackwardArgs<T> a) {
+    row_map(a.rows, a.cols, [&](int64_t r, int64_t j) {
+        const int64_t i = r * a.cols + j;
+        const T g = a.grad[r];
+        T dm, dl;
+        normal_log_prob_grad(a.x[i], a.mean[i], a.logvar[i], dm, dl);
+        a.dmean[i] = g * dm;
+        a.dlogvar[i] = g * dl;
     });
 }
 
@@ -75,8 +98,10 @@ __global__ void standard_normal_log_prob_and_grad_kernel(StandardNormalLogProbAn
 
 VK_ROW_LAUNCHER(bernoulli_log_prob, BernoulliLogProbArgs)
 VK_ROW_LAUNCHER(bernoulli_log_prob_and_grad, BernoulliLogProbAndGradArgs)
+VK_ROW_LAUNCHER(bernoulli_log_prob_backward, BernoulliLogProbBackwardArgs)
 VK_ROW_LAUNCHER(normal_log_prob, NormalLogProbArgs)
 VK_ROW_LAUNCHER(normal_log_prob_and_grad, NormalLogProbAndGradArgs)
+VK_ROW_LAUNCHER(normal_log_prob_backward, NormalLogProbBackwardArgs)
 VK_ROW_LAUNCHER(standard_normal_log_prob, StandardNormalLogProbArgs)
 VK_ROW_LAUNCHER(standard_normal_log_prob_and_grad, StandardNormalLogProbAndGradArgs)
 

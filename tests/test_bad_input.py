@@ -26,6 +26,9 @@ ARRAY_KERNELS = {
 BACKWARD = {
     "kl_standard_normal_backward": (lambda g, a: vk.kl_standard_normal_backward(g, *a), 2),
     "kl_normal_backward": (lambda g, a: vk.kl_normal_backward(g, *a), 4),
+    "bernoulli_log_prob_backward": (lambda g, a: vk.bernoulli_log_prob_backward(g, *a), 2),
+    "normal_log_prob_backward": (lambda g, a: vk.normal_log_prob_backward(g, *a), 3),
+    "latent_vjp": (lambda g, a: vk.latent_vjp(a[0], g, *a[1:], seed=3), 3),
 }
 
 
@@ -67,7 +70,8 @@ def test_backward_grad_shape_mismatch(name):
     with pytest.raises(ValueError) as e:
         fn(np.ones(4), _arrays(n))
     msg = str(e.value)
-    assert "grad" in msg and "(3,)" in msg and "(4,)" in msg, msg
+    upstream = "dkl" if name == "latent_vjp" else "grad"
+    assert upstream in msg and "(3,)" in msg and "(4,)" in msg, msg
 
 
 @pytest.mark.parametrize("name", [k for k in ARRAY_KERNELS if k not in ("reparameterize",)])
@@ -220,6 +224,8 @@ SEEDED = {
     "latent_forward": lambda seed, offset: vk.latent_forward(np.zeros((1, 4)), np.zeros((1, 4)), seed, offset),
     "latent_backward": lambda seed, offset: vk.latent_backward(np.zeros((1, 4)), np.zeros((1, 4)), np.zeros((1, 4)),
                                                                seed, offset),
+    "latent_vjp": lambda seed, offset: vk.latent_vjp(np.zeros((1, 4)), np.zeros(1), np.zeros((1, 4)), np.zeros((1, 4)),
+                                                     seed, offset),
 }
 
 

@@ -65,17 +65,26 @@ def _calls(a):
         "kl_normal_backward": lambda: vk.kl_normal_backward(a((B,)), a((B, D)), a((B, D)), a((B, D)), a((B, D))),
         "bernoulli_log_prob": lambda: vk.bernoulli_log_prob(a((B, D)), a((B, D))),
         "bernoulli_log_prob_and_grad": lambda: vk.bernoulli_log_prob_and_grad(a((B, D)), a((B, D))),
+        "bernoulli_log_prob_backward": lambda: vk.bernoulli_log_prob_backward(a((B,)), a((B, D)), a((B, D))),
         "normal_log_prob": lambda: vk.normal_log_prob(a((B, D)), a((B, D)), a((B, D))),
         "normal_log_prob_and_grad": lambda: vk.normal_log_prob_and_grad(a((B, D)), a((B, D)), a((B, D))),
+        "normal_log_prob_backward": lambda: vk.normal_log_prob_backward(a((B,)), a((B, D)), a((B, D)), a((B, D))),
         "standard_normal_log_prob": lambda: vk.standard_normal_log_prob(a((B, D))),
         "standard_normal_log_prob_and_grad": lambda: vk.standard_normal_log_prob_and_grad(a((B, D))),
         "latent_forward": lambda: vk.latent_forward(a((B, D)), a((B, D)), 0),
         "latent_backward": lambda: vk.latent_backward(a((B, D)), a((B, D)), a((B, D)), 0),
+        "latent_vjp": lambda: vk.latent_vjp(a((B, D)), a((B,)), a((B, D)), a((B, D)), 0),
         "adam_step": lambda: vk.adam_step(a((B, D)), a((B, D)), a((B, D)), a((B, D)), 1),
     }
 
 
 KERNELS = sorted(_calls(None))
+
+
+def test_calls_cover_every_kernel_with_array_inputs():
+    from vaekernels.kernels import KERNELS as TABLE
+    from vaekernels.kernels.spec import CREATION
+    assert set(KERNELS) == {k.name for k in TABLE if k.layout != CREATION}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -317,8 +326,10 @@ def test_row_kernels_match_cpu(cp, rng, dtype, shape):
     _gpu_vs_cpu(cp, vk.kl_normal_backward, (g, a, b, c, d))
     _gpu_vs_cpu(cp, vk.bernoulli_log_prob, (x01, a * 10))
     _gpu_vs_cpu(cp, vk.bernoulli_log_prob_and_grad, (x01, a * 10))
+    _gpu_vs_cpu(cp, vk.bernoulli_log_prob_backward, (g, x01, a * 10))
     _gpu_vs_cpu(cp, vk.normal_log_prob, (a, b, c))
     _gpu_vs_cpu(cp, vk.normal_log_prob_and_grad, (a, b, c))
+    _gpu_vs_cpu(cp, vk.normal_log_prob_backward, (g, a, b, c))
     _gpu_vs_cpu(cp, vk.standard_normal_log_prob, (a,))
     _gpu_vs_cpu(cp, vk.standard_normal_log_prob_and_grad, (a,))
 
@@ -334,6 +345,8 @@ def test_noise_kernels_match_cpu(cp, rng, dtype, shape, offset):
     _gpu_vs_cpu(cp, vk.reparameterize, (mu, lv), seed, offset, 3)
     _gpu_vs_cpu(cp, vk.latent_forward, (mu, lv), seed, offset)
     _gpu_vs_cpu(cp, vk.latent_backward, (dz, mu, lv), seed, offset, 0.25)
+    dkl = rng.standard_normal(shape[:-1]).astype(dtype)
+    _gpu_vs_cpu(cp, vk.latent_vjp, (dz, dkl, mu, lv), seed, offset)
 
 
 @gpu
@@ -566,9 +579,12 @@ def test_simulated_device_dispatch_matches_cpu(sim, rng, dtype, shape):
         ("kl_standard_normal", (a, b), ()), ("kl_standard_normal_backward", (g, a, b), ()),
         ("kl_normal", (a, b, c, d), ()), ("kl_normal_backward", (g, a, b, c, d), ()),
         ("bernoulli_log_prob", (x01, a), ()), ("bernoulli_log_prob_and_grad", (x01, a), ()),
+        ("bernoulli_log_prob_backward", (g, x01, a), ()),
         ("normal_log_prob", (a, b, c), ()), ("normal_log_prob_and_grad", (a, b, c), ()),
+        ("normal_log_prob_backward", (g, a, b, c), ()),
         ("standard_normal_log_prob", (a,), ()), ("standard_normal_log_prob_and_grad", (a,), ()),
         ("latent_forward", (a, b), (11, 6)), ("latent_backward", (dz, a, b), (11, 6, 0.5)),
+        ("latent_vjp", (dz, g, a, b), (11, 6)),
     ]
     for name, arrays, extra in cases:
         fn = getattr(vk, name)
@@ -804,11 +820,14 @@ def test_emulated_cuda_kernels_match_cpu(emulation, dt):
         "kl_normal": vk.kl_normal(a, b, c, d), "kl_normal_backward": vk.kl_normal_backward(g, a, b, c, d),
         "bernoulli_log_prob": vk.bernoulli_log_prob(x01, a),
         "bernoulli_log_prob_and_grad": vk.bernoulli_log_prob_and_grad(x01, a),
+        "bernoulli_log_prob_backward": vk.bernoulli_log_prob_backward(g, x01, a),
+        "normal_log_prob_backward": vk.normal_log_prob_backward(g, a, b, c),
         "normal_log_prob": vk.normal_log_prob(a, b, c), "normal_log_prob_and_grad": vk.normal_log_prob_and_grad(a, b, c),
         "standard_normal_log_prob": vk.standard_normal_log_prob(a),
         "standard_normal_log_prob_and_grad": vk.standard_normal_log_prob_and_grad(a),
         "latent_forward": vk.latent_forward(a, b, seed, off),
         "latent_backward": vk.latent_backward(e, a, b, seed, off, 0.25),
+        "latent_vjp": vk.latent_vjp(e, g, a, b, seed, off),
         "adam_step": (p, m, v),
     }
     for name, ref in expected.items():

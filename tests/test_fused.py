@@ -1,6 +1,7 @@
 """Fused kernels equal the composition of the unfused ones: latent_forward is reparameterize + KL to the bit,
-latent_backward is the reparameterisation gradient + kl_standard_normal_backward to rounding, and every
-*_and_grad value is bit for bit the value-only kernel."""
+latent_backward is the reparameterisation gradient + kl_standard_normal_backward to rounding, every
+*_and_grad value is bit for bit the value-only kernel, and the per-row backward kernels (latent_vjp,
+*_log_prob_backward) are bit for bit the row weight times their one-weight / unit-weight counterparts."""
 import numpy as np
 import pytest
 
@@ -52,6 +53,38 @@ def test_value_and_grad_values_equal_value_kernels(shape, dtype, rng):
     mean, lv = rng.normal(size=shape).astype(dtype), rng.uniform(-4, 4, shape).astype(dtype)
     assert_bitwise(vk.normal_log_prob_and_grad(x, mean, lv)[0], vk.normal_log_prob(x, mean, lv), "normal")
     assert_bitwise(vk.standard_normal_log_prob_and_grad(x)[0], vk.standard_normal_log_prob(x), "standard normal")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_per_row_backward_kernels_are_row_weights_times_the_others(shape, dtype, rng):
+    mu = rng.normal(0, 2, shape).astype(dtype)
+    lv = rng.uniform(-6, 6, shape).astype(dtype)
+    dz = rng.normal(size=shape).astype(dtype)
+    x = np.where(rng.uniform(size=shape) < 0.5, rng.integers(0, 2, shape), rng.uniform(size=shape)).astype(dtype)
+    for offset in OFFSETS:
+        # One weight for every row: latent_vjp is latent_backward (the same term per element, w = dkl[row]).
+        for w in (0.0, 0.3):
+            got = vk.latent_vjp(dz, np.full(shape[:-1], w, dtype), mu, lv, 31, offset)
+            want = vk.latent_backward(dz, mu, lv, 31, offset, kl_weight=w)
+            for g, e, nm in zip(got, want, ("dmu", "dlogvar")):
+                assert_bitwise(g, e, f"latent_vjp {nm} weight {w} offset {offset}")
+    # Weights differing per row: each row is latent_backward with its own weight (rows placed so that the
+    # kernel's 1024-element chunks straddle rows).
+    dkl = rng.normal(size=shape[:-1]).astype(dtype)
+    got = vk.latent_vjp(dz, dkl, mu, lv, 31, 5)
+    flat = [a.reshape(-1, shape[-1]) for a in (dz, mu, lv) + got]
+    for r in {0, len(flat[0]) // 2, len(flat[0]) - 1}:
+        want = vk.latent_backward(flat[0][r:r + 1], flat[1][r:r + 1], flat[2][r:r + 1], 31, 5 + r * shape[-1],
+                                  kl_weight=dkl.reshape(-1)[r])
+        assert_bitwise(flat[3][r:r + 1], want[0], f"latent_vjp dmu row {r}")
+        assert_bitwise(flat[4][r:r + 1], want[1], f"latent_vjp dlogvar row {r}")
+    g = rng.normal(size=shape[:-1]).astype(dtype)
+    _, dl = vk.bernoulli_log_prob_and_grad(x, mu)
+    assert_bitwise(vk.bernoulli_log_prob_backward(g, x, mu), g[..., None] * dl, "bernoulli_log_prob_backward")
+    _, dm, dv = vk.normal_log_prob_and_grad(x, mu, lv)
+    got = vk.normal_log_prob_backward(g, x, mu, lv)
+    assert_bitwise(got[0], g[..., None] * dm, "normal_log_prob_backward dmean")
+    assert_bitwise(got[1], g[..., None] * dv, "normal_log_prob_backward dlogvar")
 
 
 def test_kl_normal_to_standard_normal_is_kl_standard_normal(dtype, rng):

@@ -102,6 +102,33 @@ def test_latent_backward(shape, kl_weight, rng):
           "latent_backward")
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_log_prob_backward_kernels(shape, rng):
+    # The per-row backward kernels: d sum(g * log_prob) with a different upstream g in each row.
+    g = rng.normal(size=shape[:-1])
+    x = np.where(rng.uniform(size=shape) < 0.5, rng.integers(0, 2, shape), rng.uniform(size=shape)).astype(F64)
+    logits = rng.normal(0, 6, shape)
+    check(lambda xx, l: g * vk.bernoulli_log_prob(xx, l), [x, logits], [vk.bernoulli_log_prob_backward(g, x, logits)],
+          [1], "bernoulli_log_prob_backward")
+    args = [rng.normal(0, 2, shape), rng.normal(0, 2, shape), rng.uniform(-5, 5, shape)]
+    check(lambda *a: g * vk.normal_log_prob(*a), args, vk.normal_log_prob_backward(g, *args), [1, 2],
+          "normal_log_prob_backward")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_latent_vjp(shape, rng):
+    # Loss per row: sum_j dz * z + dkl[row] * kl, a different KL cotangent per row.
+    dz, dkl = rng.normal(size=shape), rng.normal(size=shape[:-1])
+    mu, lv = rng.normal(0, 2, shape), rng.uniform(-6, 6, shape)
+    seed, offset = 2024, 13
+
+    def row_loss(m, l):
+        z, kl = vk.latent_forward(m, l, seed, offset)
+        return np.sum(dz * z, axis=-1) + dkl * kl
+
+    check(row_loss, [mu, lv], vk.latent_vjp(dz, dkl, mu, lv, seed, offset), [0, 1], "latent_vjp")
+
+
 def test_gradients_at_wide_logvar_range(rng):
     # One column, many rows: logvar over [-20, 20] and logits over [-30, 30] in one vectorised check.
     n = 400

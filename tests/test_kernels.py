@@ -48,7 +48,9 @@ ARGS = {
     "standard_normal_log_prob": lambda s, r: [r.normal(0, 2, s)],
 }
 ARGS["bernoulli_log_prob_and_grad"] = ARGS["bernoulli_log_prob"]
+ARGS["bernoulli_log_prob_backward"] = lambda s, r: [_grad(s, r)] + ARGS["bernoulli_log_prob"](s, r)
 ARGS["normal_log_prob_and_grad"] = ARGS["normal_log_prob"]
+ARGS["normal_log_prob_backward"] = lambda s, r: [_grad(s, r)] + ARGS["normal_log_prob"](s, r)
 ARGS["standard_normal_log_prob_and_grad"] = ARGS["standard_normal_log_prob"]
 
 
@@ -135,6 +137,10 @@ MAGNITUDES = {
     "bernoulli_log_prob_and_grad": Mag(
         (5.5, 4), lambda x, l: (_bern_value(x, l), np.abs(x - (l >= 0)) + _sig_small(l)),
         lambda x, l: (_bern_value_ref(x, l), np.abs(x) + 1 / (1 + np.exp(-l)))),
+    # g (x - sigmoid(l)): the gradient above (4) times g (0.5).
+    "bernoulli_log_prob_backward": Mag(
+        (4.5,), lambda g, x, l: (_row(g) * (np.abs(x - (l >= 0)) + _sig_small(l)),),
+        lambda g, x, l: (_row(g) * (np.abs(x) + 1 / (1 + np.exp(-l))),)),
     # -0.5 ((log 2pi + lv) + (x - m)^2 e^-lv): the rounded constant and the add 1, the outer add 0.5 ->
     # 1.5 on log 2pi + |lv|; (x - m)^2 e^-lv: diff 1, two products 1, exp 2, outer add 0.5 = 4.5. Terms of
     # either sign (lv < -log 2pi): mag = 0.5 (log 2pi + |lv| + (x - m)^2 e^-lv).
@@ -143,6 +149,9 @@ MAGNITUDES = {
     # ... dmean = (x - m) e^-lv: diff 0.5, exp 2, product 0.5 = 3; dlogvar = ((x - m)^2 e^-lv - 1) / 2:
     # the square 4, the subtraction 0.5 = 4.5, and it cancels where (x - m)^2 = e^lv.
     "normal_log_prob_and_grad": Mag((4.5, 3, 4.5), _normal_terms, _normal_terms),
+    # g times dmean (3 + 0.5) and dlogvar (4.5 + 0.5).
+    "normal_log_prob_backward": Mag((3.5, 5), lambda g, x, m, lv: [_row(g) * t for t in _normal_terms(x, m, lv)[1:]],
+                                    lambda g, x, m, lv: [_row(g) * t for t in _normal_terms(x, m, lv)[1:]]),
     # -0.5 (log 2pi + z^2): constant, square, add: 1.5; both terms of one sign. dz = -z is exact (0).
     "standard_normal_log_prob": Mag((1.5,), lambda z: (0.5 * (LOG2PI + z * z),),
                                     lambda z: (0.5 * (LOG2PI + z * z),)),
@@ -255,6 +264,13 @@ def test_random_kernels_against_reference(dtype, rng):
     tols = _allowed("latent_backward", [DZ, M, L, E, W], dtype, [shape, shape])
     for g, e, tol, nm in zip(vk.latent_backward(dz, mu, lv, seed, off, kl_weight=w), exact, tols, ("dmu", "dlv")):
         _check(g, e, tol, f"latent_backward {nm}")
+    # latent_vjp: a KL weight per row (signs and magnitudes vary), same formula and budget per element.
+    dkl = rng.normal(0, 2, shape[0]).astype(dtype)
+    WR = dkl.astype(hi)[:, None]
+    exact = (DZ + WR * M, DZ * np.exp(L / 2) * E / 2 + WR * np.expm1(L) / 2)
+    tols = _allowed("latent_backward", [DZ, M, L, E, WR], dtype, [shape, shape])
+    for g, e, tol, nm in zip(vk.latent_vjp(dz, dkl, mu, lv, seed, off), exact, tols, ("dmu", "dlv")):
+        _check(g, e, tol, f"latent_vjp {nm}")
 
 
 def test_reference_random_kernels_match(dtype, rng):

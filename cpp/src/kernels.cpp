@@ -363,6 +363,23 @@ void bernoulli_log_prob_and_grad_kernel(const BernoulliLogProbAndGradArgs<T>& a)
 }
 
 template <class T>
+void bernoulli_log_prob_backward_kernel(const BernoulliLogProbBackwardArgs<T>& a) {
+    const T* grad = a.grad;
+    const T* x = a.x;
+    const T* logits = a.logits;
+    T* dlogits = a.dlogits;
+    const int64_t rows = a.rows, cols = a.cols;
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
+    for (int64_t r = 0; r < rows; ++r) {
+        const T g = grad[r];
+        const T* xr = x + r * cols;
+        const T* lr = logits + r * cols;
+        T* __restrict o = dlogits + r * cols;
+        for (int64_t j = 0; j < cols; ++j) o[j] = g * bernoulli_log_prob_grad(xr[j], lr[j]);
+    }
+}
+
+template <class T>
 void normal_log_prob_kernel(const NormalLogProbArgs<T>& a) {
     const T* x = a.x;
     const T* mean = a.mean;
@@ -383,6 +400,28 @@ void normal_log_prob_and_grad_kernel(const NormalLogProbAndGradArgs<T>& a) {
         for (int64_t j = 0; j < n; ++j)
             t[j] = normal_log_prob_term_grad(x[b + j], mean[b + j], lv[b + j], dmean[b + j], dlv[b + j]);
     });
+}
+
+// One row; restrict-qualified parameters, as in kl_normal_backward_row.
+template <class T>
+void normal_log_prob_backward_row(T g, const T* __restrict x, const T* __restrict m, const T* __restrict lv,
+                                  int64_t n, T* __restrict o1, T* __restrict o2) {
+    for (int64_t j = 0; j < n; ++j) {
+        T dm, dl;
+        normal_log_prob_grad(x[j], m[j], lv[j], dm, dl);
+        o1[j] = g * dm;
+        o2[j] = g * dl;
+    }
+}
+
+template <class T>
+void normal_log_prob_backward_kernel(const NormalLogProbBackwardArgs<T>& a) {
+    const int64_t rows = a.rows, cols = a.cols;
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t o = r * cols;
+        normal_log_prob_backward_row(a.grad[r], a.x + o, a.mean + o, a.logvar + o, cols, a.dmean + o, a.dlogvar + o);
+    }
 }
 
 template <class T>
@@ -437,6 +476,38 @@ void latent_backward_kernel(const LatentBackwardArgs<T>& a) {
         alignas(64) T eps[kChunk];
         normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
         for (int64_t j = 0; j < n; ++j) latent_backward_term(dz[b + j], mu[b + j], lv[b + j], eps[j], w, dmu[b + j], dlv[b + j]);
+    });
+}
+
+// A run of elements in one row (weight w); restrict-qualified, seven pointers being past GCC's alias checks.
+template <class T>
+void latent_vjp_run(T w, const T* __restrict dz, const T* __restrict mu, const T* __restrict lv,
+                    const T* __restrict eps, int64_t n, T* __restrict dmu, T* __restrict dlv) {
+    for (int64_t j = 0; j < n; ++j) latent_backward_term(dz[j], mu[j], lv[j], eps[j], w, dmu[j], dlv[j]);
+}
+
+// latent_backward with the KL weight of each row taken from dkl. A chunk of elementwise() may span rows:
+// it is cut into runs, one per row.
+template <class T>
+void latent_vjp_kernel(const LatentVjpArgs<T>& a) {
+    const T* dz = a.dz;
+    const T* dkl = a.dkl;
+    const T* mu = a.mu;
+    const T* lv = a.logvar;
+    T* dmu = a.dmu;
+    T* dlv = a.dlogvar;
+    const uint64_t seed = a.seed, offset = a.offset;
+    const int64_t cols = a.cols;
+    if (cols == 0) return;
+    elementwise(a.rows * cols, [=](int64_t b, int64_t n) {
+        alignas(64) T eps[kChunk];
+        normal_fill(seed, offset + static_cast<uint64_t>(b), n, eps);
+        int64_t r = b / cols, j0 = b - r * cols;
+        for (int64_t k = 0; k < n; ++r, j0 = 0) {
+            const int64_t run = std::min(n - k, cols - j0), i = b + k;
+            latent_vjp_run(dkl[r], dz + i, mu + i, lv + i, eps + k, run, dmu + i, dlv + i);
+            k += run;
+        }
     });
 }
 

@@ -63,12 +63,20 @@ class f32:
         """(log_prob (...), d sum(log_prob) / d logits (..., D)) in one pass; the gradient is x - sigmoid(l). Arrays: (x, logits, log_prob, dlogits); scalars: (none)."""
 
     @staticmethod
+    def bernoulli_log_prob_backward(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
+        """Gradient in logits of sum(grad * bernoulli_log_prob(x, logits)), in one pass. Arrays: (grad, x, logits, dlogits); scalars: (none)."""
+
+    @staticmethod
     def normal_log_prob(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
         """log N(x | mean, diag exp(logvar)) summed over the last axis: Arrays: (x, mean, logvar, log_prob); scalars: (none)."""
 
     @staticmethod
     def normal_log_prob_and_grad(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
         """(log_prob (...), dmean, dlogvar) of the summed log-density in one pass: Arrays: (x, mean, logvar, log_prob, dmean, dlogvar); scalars: (none)."""
+
+    @staticmethod
+    def normal_log_prob_backward(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
+        """Gradients in mean and logvar of sum(grad * normal_log_prob(x, mean, logvar)), in one pass. Arrays: (grad, x, mean, logvar, dmean, dlogvar); scalars: (none)."""
 
     @staticmethod
     def standard_normal_log_prob(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
@@ -85,6 +93,10 @@ class f32:
     @staticmethod
     def latent_backward(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
         """Gradient of ``sum(dz * z) + kl_weight * sum(kl)`` where (z, kl) = latent_forward(mu, logvar, seed, offset). Arrays: (dz, mu, logvar, dmu, dlogvar); scalars: (seed, offset, kl_weight)."""
+
+    @staticmethod
+    def latent_vjp(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
+        """The vector-Jacobian product of latent_forward: gradients of sum(dz * z) + sum(dkl * kl). Arrays: (dz, dkl, mu, logvar, dmu, dlogvar); scalars: (seed, offset)."""
 
     @staticmethod
     def adam_step(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
@@ -131,12 +143,20 @@ class f64:
         """(log_prob (...), d sum(log_prob) / d logits (..., D)) in one pass; the gradient is x - sigmoid(l). Arrays: (x, logits, log_prob, dlogits); scalars: (none)."""
 
     @staticmethod
+    def bernoulli_log_prob_backward(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
+        """Gradient in logits of sum(grad * bernoulli_log_prob(x, logits)), in one pass. Arrays: (grad, x, logits, dlogits); scalars: (none)."""
+
+    @staticmethod
     def normal_log_prob(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
         """log N(x | mean, diag exp(logvar)) summed over the last axis: Arrays: (x, mean, logvar, log_prob); scalars: (none)."""
 
     @staticmethod
     def normal_log_prob_and_grad(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
         """(log_prob (...), dmean, dlogvar) of the summed log-density in one pass: Arrays: (x, mean, logvar, log_prob, dmean, dlogvar); scalars: (none)."""
+
+    @staticmethod
+    def normal_log_prob_backward(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
+        """Gradients in mean and logvar of sum(grad * normal_log_prob(x, mean, logvar)), in one pass. Arrays: (grad, x, mean, logvar, dmean, dlogvar); scalars: (none)."""
 
     @staticmethod
     def standard_normal_log_prob(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
@@ -153,6 +173,10 @@ class f64:
     @staticmethod
     def latent_backward(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
         """Gradient of ``sum(dz * z) + kl_weight * sum(kl)`` where (z, kl) = latent_forward(mu, logvar, seed, offset). Arrays: (dz, mu, logvar, dmu, dlogvar); scalars: (seed, offset, kl_weight)."""
+
+    @staticmethod
+    def latent_vjp(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:
+        """The vector-Jacobian product of latent_forward: gradients of sum(dz * z) + sum(dkl * kl). Arrays: (dz, dkl, mu, logvar, dmu, dlogvar); scalars: (seed, offset)."""
 
     @staticmethod
     def adam_step(pointers: Pointers, extent: Extent, scalars: Scalars, stream: int) -> None:

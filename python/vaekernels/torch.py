@@ -309,8 +309,8 @@ def _autograd(k):
         ctx.named = dict(zip(names, _full_args(k, inputs)[0]))
         ctx.out_shapes = [tuple(o.shape) for o in (output if isinstance(output, tuple) else (output,))]
 
-    def backward(ctx, *upstream):
-        results = []
+    def backward(ctx, needs_grad, *upstream):
+        results = {}                       # the recipe's calls, made when a needed gradient reads them
         up = dict(zip((o.name for o in k.outputs), upstream))
 
         def ev(e):
@@ -326,6 +326,10 @@ def _autograd(k):
             if isinstance(e, Const):
                 return e.value
             if isinstance(e, Result):
+                if e.call not in results:
+                    c = k.backward.calls[e.call]
+                    res = getattr(torch.ops.vaekernels, c.kernel)(*[ev(a) for a in c.args])
+                    results[e.call] = res if isinstance(res, tuple) else (res,)
                 return results[e.call][e.index]
             if isinstance(e, Neg):
                 return -ev(e.expr)
@@ -342,11 +346,7 @@ def _autograd(k):
                 return v if ctx.named.get("n_samples") is None else v.sum(0)
             raise TypeError(f"unknown recipe expression {e!r}")
 
-        for c in k.backward.calls:
-            op = getattr(torch.ops.vaekernels, c.kernel)
-            res = op(*[ev(a) for a in c.args])
-            results.append(res if isinstance(res, tuple) else (res,))
-        return tuple(ev(grads_of[n]) if n in grads_of else None for n in names)
+        return tuple(ev(grads_of[n]) if n in grads_of and need else None for n, need in zip(names, needs_grad))
 
     return backward, setup_context
 
@@ -385,7 +385,7 @@ def _autograd_kernel(k, backward, setup_context, cpu_impl):
         return result
 
     def backward_with_keyset(ctx, *upstream):
-        return (None,) + backward(ctx, *upstream)
+        return (None,) + backward(ctx, ctx.needs_input_grad[1:], *upstream)
 
     function = type(f"{k.name}_autograd", (torch.autograd.Function,),
                     {"forward": staticmethod(forward), "backward": staticmethod(backward_with_keyset)})

@@ -102,6 +102,10 @@ void run_kernels(const std::string& dt) {
     blg.x = x01.data(); blg.logits = a.data(); blg.log_prob = row.data(); blg.dlogits = o1.data();
     emu::launch(kGrid, kBlock, bernoulli_log_prob_and_grad_kernel<T>, blg);
     out("bernoulli_log_prob_and_grad_0", row); out("bernoulli_log_prob_and_grad_1", o1);
+    auto blb = rows_args<vk::BernoulliLogProbBackwardArgs<T>>();
+    blb.grad = g.data(); blb.x = x01.data(); blb.logits = a.data(); blb.dlogits = o1.data();
+    emu::launch(kGrid, kBlock, bernoulli_log_prob_backward_kernel<T>, blb);
+    out("bernoulli_log_prob_backward", o1);
     auto nl = rows_args<vk::NormalLogProbArgs<T>>();
     nl.x = a.data(); nl.mean = b.data(); nl.logvar = c.data(); nl.log_prob = row.data();
     emu::launch(kGrid, kBlock, normal_log_prob_kernel<T>, nl);
@@ -111,6 +115,11 @@ void run_kernels(const std::string& dt) {
     nlg.dlogvar = o2.data();
     emu::launch(kGrid, kBlock, normal_log_prob_and_grad_kernel<T>, nlg);
     out("normal_log_prob_and_grad_0", row); out("normal_log_prob_and_grad_1", o1); out("normal_log_prob_and_grad_2", o2);
+    auto nlb = rows_args<vk::NormalLogProbBackwardArgs<T>>();
+    nlb.grad = g.data(); nlb.x = a.data(); nlb.mean = b.data(); nlb.logvar = c.data(); nlb.dmean = o1.data();
+    nlb.dlogvar = o2.data();
+    emu::launch(kGrid, kBlock, normal_log_prob_backward_kernel<T>, nlb);
+    out("normal_log_prob_backward_0", o1); out("normal_log_prob_backward_1", o2);
     auto sl = rows_args<vk::StandardNormalLogProbArgs<T>>();
     sl.z = a.data(); sl.log_prob = row.data();
     emu::launch(kGrid, kBlock, standard_normal_log_prob_kernel<T>, sl);
@@ -129,6 +138,11 @@ void run_kernels(const std::string& dt) {
     lb.dmu = o1.data(); lb.dlogvar = o2.data();
     emu::launch(kGrid, kBlock, latent_backward_kernel<T>, lb);
     out("latent_backward_0", o1); out("latent_backward_1", o2);
+    auto lv = rows_args<vk::LatentVjpArgs<T>>();
+    lv.dz = e.data(); lv.dkl = g.data(); lv.mu = a.data(); lv.logvar = b.data(); lv.seed = kSeed; lv.offset = kOffset;
+    lv.dmu = o1.data(); lv.dlogvar = o2.data();
+    emu::launch(kGrid, kBlock, latent_vjp_kernel<T>, lv);
+    out("latent_vjp_0", o1); out("latent_vjp_1", o2);
 
     // AdamW step 3, lr 0.01, weight decay 0.1, default betas and eps; constants as the launcher (optim.cu).
     std::vector<T> p = a, m = c, v(N);

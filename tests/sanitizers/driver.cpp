@@ -72,11 +72,17 @@ void run_kernels(const vk::cpu::KernelTable<T>& k, int64_t rows, int64_t cols, u
     auto blg = rows_args<vk::BernoulliLogProbAndGradArgs<T>>(rows, cols);
     blg.x = x01.data(); blg.logits = a.data(); blg.log_prob = row.data(); blg.dlogits = o1.data();
     k.bernoulli_log_prob_and_grad(blg);
+    auto blb = rows_args<vk::BernoulliLogProbBackwardArgs<T>>(rows, cols);
+    blb.grad = g.data(); blb.x = x01.data(); blb.logits = a.data(); blb.dlogits = o1.data();
+    k.bernoulli_log_prob_backward(blb);
     auto nl = rows_args<vk::NormalLogProbArgs<T>>(rows, cols);
     nl.x = a.data(); nl.mean = b.data(); nl.logvar = c.data(); nl.log_prob = row.data(); k.normal_log_prob(nl);
     auto nlg = rows_args<vk::NormalLogProbAndGradArgs<T>>(rows, cols);
     nlg.x = a.data(); nlg.mean = b.data(); nlg.logvar = c.data(); nlg.log_prob = row.data(); nlg.dmean = o1.data();
     nlg.dlogvar = o2.data(); k.normal_log_prob_and_grad(nlg);
+    auto nlb = rows_args<vk::NormalLogProbBackwardArgs<T>>(rows, cols);
+    nlb.grad = g.data(); nlb.x = a.data(); nlb.mean = b.data(); nlb.logvar = c.data(); nlb.dmean = o1.data();
+    nlb.dlogvar = o2.data(); k.normal_log_prob_backward(nlb);
     auto sl = rows_args<vk::StandardNormalLogProbArgs<T>>(rows, cols);
     sl.z = a.data(); sl.log_prob = row.data(); k.standard_normal_log_prob(sl);
     auto slg = rows_args<vk::StandardNormalLogProbAndGradArgs<T>>(rows, cols);
@@ -87,6 +93,9 @@ void run_kernels(const vk::cpu::KernelTable<T>& k, int64_t rows, int64_t cols, u
     auto lb = rows_args<vk::LatentBackwardArgs<T>>(rows, cols);
     lb.dz = c.data(); lb.mu = a.data(); lb.logvar = b.data(); lb.seed = 11; lb.offset = offset; lb.kl_weight = 0.5;
     lb.dmu = o1.data(); lb.dlogvar = o2.data(); k.latent_backward(lb);
+    auto lvj = rows_args<vk::LatentVjpArgs<T>>(rows, cols);
+    lvj.dz = c.data(); lvj.dkl = g.data(); lvj.mu = a.data(); lvj.logvar = b.data(); lvj.seed = 11; lvj.offset = offset;
+    lvj.dmu = o1.data(); lvj.dlogvar = o2.data(); k.latent_vjp(lvj);
     vk::AdamStepArgs<T> ad; ad.n = n; ad.param = o3.data(); ad.grad = a.data(); ad.m = o4.data(); ad.v = o2.data();
     for (auto& v : o2) v = std::fabs(v);
     for (int64_t step : {int64_t(1), int64_t(2), int64_t(1) << 40}) {

@@ -84,16 +84,26 @@ VK_HD T bernoulli_log_prob_term(T x, T l) {
     const T lin = (l >= T(0) ? x - T(1) : x) * l;
     return lin - log1p_unit(vexp(-a));
 }
-// Value and d/dl = x - sigmoid(l), sharing e^-|l|.
+// d/dl = x - sigmoid(l) from e = e^-|l| and inv = 1 / (1 + e). Written (x - 1) + sigmoid(-l) for l >= 0:
+// no cancellation of 1 - sigmoid(l) (which is 0 in float32 beyond l ~ 17), so the gradient at saturated
+// logits keeps its relative accuracy.
+template <class T>
+VK_HD T bernoulli_dlogit(T x, T l, T e, T inv) {
+    const T sig_small = e * inv;                                  // sigmoid(-|l|)
+    return l >= T(0) ? (x - T(1)) + sig_small : x - sig_small;
+}
+template <class T>
+VK_HD T bernoulli_log_prob_grad(T x, T l) {
+    const T e = vexp(-(l < T(0) ? -l : l));
+    return bernoulli_dlogit(x, l, e, T(1) / (T(1) + e));
+}
+// Value and d/dl, sharing e^-|l|.
 template <class T>
 VK_HD T bernoulli_log_prob_term_grad(T x, T l, T& dl) {
     const T a = l < T(0) ? -l : l;
     const T e = vexp(-a);
     const T inv = T(1) / (T(1) + e);
-    // x - sigmoid(l) = (x - 1) + sigmoid(-l) for l >= 0: no cancellation of 1 - sigmoid(l) (which is 0 in
-    // float32 beyond l ~ 17), so the gradient at saturated logits keeps its relative accuracy.
-    const T sig_small = e * inv;                                  // sigmoid(-|l|)
-    dl = l >= T(0) ? (x - T(1)) + sig_small : x - sig_small;
+    dl = bernoulli_dlogit(x, l, e, inv);
     return (l >= T(0) ? x - T(1) : x) * l - log1p_unit(e, inv);
 }
 
@@ -103,14 +113,19 @@ VK_HD T normal_log_prob_term(T x, T m, T lv) {
     const T d = x - m;
     return T(-0.5) * ((T(kLog2Pi) + lv) + d * d * vexp(-lv));
 }
-// d/dm = (x - m) e^-lv, d/dlv = 0.5 ((x - m)^2 e^-lv - 1).
+// d/dm = (x - m) e^-lv, d/dlv = 0.5 ((x - m)^2 e^-lv - 1); returns (x - m)^2 e^-lv for the value.
 template <class T>
-VK_HD T normal_log_prob_term_grad(T x, T m, T lv, T& dm, T& dlv) {
+VK_HD T normal_log_prob_grad(T x, T m, T lv, T& dm, T& dlv) {
     const T d = x - m;
     const T prec = vexp(-lv);
     const T sq = d * d * prec;
     dm = d * prec;
     dlv = T(0.5) * (sq - T(1));
+    return sq;
+}
+template <class T>
+VK_HD T normal_log_prob_term_grad(T x, T m, T lv, T& dm, T& dlv) {
+    const T sq = normal_log_prob_grad(x, m, lv, dm, dlv);
     return T(-0.5) * ((T(kLog2Pi) + lv) + sq);
 }
 

@@ -215,6 +215,25 @@ struct BernoulliLogProbAndGradArgs : RowsExtent {
     template <class F> void visit_scalars(F&&) {}
 };
 
+// bernoulli_log_prob_backward: Gradient in logits of sum(grad * bernoulli_log_prob(x, logits)), in one pass.
+template <class T>
+struct BernoulliLogProbBackwardArgs : RowsExtent {
+    static constexpr const char* kName = "bernoulli_log_prob_backward";
+    static constexpr int kNumArrays = 4, kNumScalars = 0;
+    const T* grad = nullptr;   // (rows,), in
+    const T* x = nullptr;      // (rows, cols), in
+    const T* logits = nullptr; // (rows, cols), in
+    T* dlogits = nullptr;      // (rows, cols), out
+    int64_t sample_count() const { return 1; }
+    template <class F> void visit_arrays(F&& f) {
+        f(ArraySpec{"grad", Role::kBatch, Io::kIn}, grad);
+        f(ArraySpec{"x", Role::kFull, Io::kIn}, x);
+        f(ArraySpec{"logits", Role::kFull, Io::kIn}, logits);
+        f(ArraySpec{"dlogits", Role::kFull, Io::kOut}, dlogits);
+    }
+    template <class F> void visit_scalars(F&&) {}
+};
+
 // normal_log_prob: log N(x | mean, diag exp(logvar)) summed over the last axis:
 template <class T>
 struct NormalLogProbArgs : RowsExtent {
@@ -251,6 +270,29 @@ struct NormalLogProbAndGradArgs : RowsExtent {
         f(ArraySpec{"mean", Role::kFull, Io::kIn}, mean);
         f(ArraySpec{"logvar", Role::kFull, Io::kIn}, logvar);
         f(ArraySpec{"log_prob", Role::kBatch, Io::kOut}, log_prob);
+        f(ArraySpec{"dmean", Role::kFull, Io::kOut}, dmean);
+        f(ArraySpec{"dlogvar", Role::kFull, Io::kOut}, dlogvar);
+    }
+    template <class F> void visit_scalars(F&&) {}
+};
+
+// normal_log_prob_backward: Gradients in mean and logvar of sum(grad * normal_log_prob(x, mean, logvar)), in one pass.
+template <class T>
+struct NormalLogProbBackwardArgs : RowsExtent {
+    static constexpr const char* kName = "normal_log_prob_backward";
+    static constexpr int kNumArrays = 6, kNumScalars = 0;
+    const T* grad = nullptr;   // (rows,), in
+    const T* x = nullptr;      // (rows, cols), in
+    const T* mean = nullptr;   // (rows, cols), in
+    const T* logvar = nullptr; // (rows, cols), in
+    T* dmean = nullptr;        // (rows, cols), out
+    T* dlogvar = nullptr;      // (rows, cols), out
+    int64_t sample_count() const { return 1; }
+    template <class F> void visit_arrays(F&& f) {
+        f(ArraySpec{"grad", Role::kBatch, Io::kIn}, grad);
+        f(ArraySpec{"x", Role::kFull, Io::kIn}, x);
+        f(ArraySpec{"mean", Role::kFull, Io::kIn}, mean);
+        f(ArraySpec{"logvar", Role::kFull, Io::kIn}, logvar);
         f(ArraySpec{"dmean", Role::kFull, Io::kOut}, dmean);
         f(ArraySpec{"dlogvar", Role::kFull, Io::kOut}, dlogvar);
     }
@@ -343,6 +385,35 @@ struct LatentBackwardArgs : RowsExtent {
     }
 };
 
+// latent_vjp: The vector-Jacobian product of latent_forward: gradients of sum(dz * z) + sum(dkl * kl).
+// Reads normal stream positions offset .. offset + rows * cols - 1 of seed.
+template <class T>
+struct LatentVjpArgs : RowsExtent {
+    static constexpr const char* kName = "latent_vjp";
+    static constexpr int kNumArrays = 6, kNumScalars = 2;
+    const T* dz = nullptr;     // (rows, cols), in
+    const T* dkl = nullptr;    // (rows,), in
+    const T* mu = nullptr;     // (rows, cols), in
+    const T* logvar = nullptr; // (rows, cols), in
+    T* dmu = nullptr;          // (rows, cols), out
+    T* dlogvar = nullptr;      // (rows, cols), out
+    uint64_t seed = 0;
+    uint64_t offset = 0;
+    int64_t sample_count() const { return 1; }
+    template <class F> void visit_arrays(F&& f) {
+        f(ArraySpec{"dz", Role::kFull, Io::kIn}, dz);
+        f(ArraySpec{"dkl", Role::kBatch, Io::kIn}, dkl);
+        f(ArraySpec{"mu", Role::kFull, Io::kIn}, mu);
+        f(ArraySpec{"logvar", Role::kFull, Io::kIn}, logvar);
+        f(ArraySpec{"dmu", Role::kFull, Io::kOut}, dmu);
+        f(ArraySpec{"dlogvar", Role::kFull, Io::kOut}, dlogvar);
+    }
+    template <class F> void visit_scalars(F&& f) {
+        f("seed", seed);
+        f("offset", offset);
+    }
+};
+
 // adam_step: One AdamW step, in place on param, m and v (PyTorch's AdamW, one fused pass):
 template <class T>
 struct AdamStepArgs : FlatExtent {
@@ -386,12 +457,15 @@ struct AdamStepArgs : FlatExtent {
     X(kl_normal_backward, KlNormalBackwardArgs) \
     X(bernoulli_log_prob, BernoulliLogProbArgs) \
     X(bernoulli_log_prob_and_grad, BernoulliLogProbAndGradArgs) \
+    X(bernoulli_log_prob_backward, BernoulliLogProbBackwardArgs) \
     X(normal_log_prob, NormalLogProbArgs) \
     X(normal_log_prob_and_grad, NormalLogProbAndGradArgs) \
+    X(normal_log_prob_backward, NormalLogProbBackwardArgs) \
     X(standard_normal_log_prob, StandardNormalLogProbArgs) \
     X(standard_normal_log_prob_and_grad, StandardNormalLogProbAndGradArgs) \
     X(latent_forward, LatentForwardArgs) \
     X(latent_backward, LatentBackwardArgs) \
+    X(latent_vjp, LatentVjpArgs) \
     X(adam_step, AdamStepArgs)
 // ... and every uint32 kernel (Args is a plain struct).
 #define VK_UINT32_KERNELS(X) \

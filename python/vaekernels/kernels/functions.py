@@ -19,12 +19,15 @@ __all__ = [
     "kl_normal_backward",
     "bernoulli_log_prob",
     "bernoulli_log_prob_and_grad",
+    "bernoulli_log_prob_backward",
     "normal_log_prob",
     "normal_log_prob_and_grad",
+    "normal_log_prob_backward",
     "standard_normal_log_prob",
     "standard_normal_log_prob_and_grad",
     "latent_forward",
     "latent_backward",
+    "latent_vjp",
     "adam_step",
 ]
 
@@ -122,6 +125,15 @@ def bernoulli_log_prob_and_grad(x, logits, *, out=None):
     return _call(_K["bernoulli_log_prob_and_grad"], (x, logits), out)
 
 
+def bernoulli_log_prob_backward(grad, x, logits, *, out=None):
+    """Gradient in logits of sum(grad * bernoulli_log_prob(x, logits)), in one pass.
+
+    grad[..., None] * (x - sigmoid(logits)), without computing the value (autograd's backward of
+    ``bernoulli_log_prob``). grad: (...), the upstream gradient; x, logits: (..., D). Returns (..., D).
+    """
+    return _call(_K["bernoulli_log_prob_backward"], (grad, x, logits), out)
+
+
 def normal_log_prob(x, mean, logvar, *, out=None):
     """log N(x | mean, diag exp(logvar)) summed over the last axis:
     -0.5 * sum(log(2 pi) + logvar + (x - mean)^2 exp(-logvar)). All (..., D). Returns (...).
@@ -134,6 +146,16 @@ def normal_log_prob_and_grad(x, mean, logvar, *, out=None):
     dmean = (x - mean) exp(-logvar), dlogvar = ((x - mean)^2 exp(-logvar) - 1) / 2.
     """
     return _call(_K["normal_log_prob_and_grad"], (x, mean, logvar), out)
+
+
+def normal_log_prob_backward(grad, x, mean, logvar, *, out=None):
+    """Gradients in mean and logvar of sum(grad * normal_log_prob(x, mean, logvar)), in one pass.
+
+    The per-row grad times those of ``normal_log_prob_and_grad``, without computing the value (autograd's
+    backward of ``normal_log_prob``; d/dx = -dmean). grad: (...); x, mean, logvar: (..., D).
+    Returns (dmean, dlogvar).
+    """
+    return _call(_K["normal_log_prob_backward"], (grad, x, mean, logvar), out)
 
 
 def standard_normal_log_prob(z, *, out=None):
@@ -165,6 +187,16 @@ def latent_backward(dz, mu, logvar, seed, offset=0, kl_weight=1.0, *, out=None):
     dlogvar = dz * eps * exp(logvar / 2) / 2 + w (exp(logvar) - 1) / 2. Returns (dmu, dlogvar).
     """
     return _call(_K["latent_backward"], (dz, mu, logvar, seed, offset, kl_weight), out)
+
+
+def latent_vjp(dz, dkl, mu, logvar, seed, offset=0, *, out=None):
+    """The vector-Jacobian product of latent_forward: gradients of sum(dz * z) + sum(dkl * kl).
+
+    ``latent_backward`` with a KL weight per row (dkl, shape (...)), in one pass with eps regenerated from
+    (seed, offset): autograd's backward of ``latent_forward``, whose KL cotangent may differ between rows.
+    dz, mu, logvar: (..., L). Returns (dmu, dlogvar).
+    """
+    return _call(_K["latent_vjp"], (dz, dkl, mu, logvar, seed, offset), out)
 
 
 def adam_step(param, grad, m, v, step, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0):

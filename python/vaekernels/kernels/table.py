@@ -8,7 +8,7 @@ for what is derived from here). After editing, regenerate the derived files::
 """
 from __future__ import annotations
 
-from .spec import (BATCH, BLOCKS, CREATION, ELEMENTWISE, FULL, KEYS, PHILOX, ROWS, SAMPLES, Add, Array, Call,
+from .spec import (BATCH, BLOCKS, CREATION, ELEMENTWISE, FULL, KEYS, PHILOX, ROWS, SAMPLES, Array, Call,
                    Const, In, Kernel, Neg, Repeat, Result, RowScale, Scalar, Stream, SumSamples, Upstream, Vjp)
 
 SEED = Scalar("seed", "seed", doc="stream key, an integer in [0, 2**64)")
@@ -123,9 +123,8 @@ KERNELS = (
         "bernoulli_log_prob", ROWS,
         params=(Array("x"), Array("logits")),
         outputs=(_out("log_prob", BATCH),),
-        backward=Vjp(calls=(Call("bernoulli_log_prob_and_grad", (In("x"), In("logits"))),),
-                     grads={"logits": RowScale(Upstream("log_prob"), Result(0, 1)),
-                            "x": RowScale(Upstream("log_prob"), In("logits"))}),
+        backward=Vjp(calls=(Call("bernoulli_log_prob_backward", (Upstream("log_prob"), In("x"), In("logits"))),),
+                     grads={"logits": Result(0, 0), "x": RowScale(Upstream("log_prob"), In("logits"))}),
         doc="""log Bernoulli(x | sigmoid(logits)) summed over the last axis: sum(x * l - softplus(l)).
 
         Computed as (x - [l >= 0]) l - log1p(exp(-|l|)): exact to rounding and finite for any finite logits
@@ -139,13 +138,21 @@ KERNELS = (
         doc="""(log_prob (...), d sum(log_prob) / d logits (..., D)) in one pass; the gradient is x - sigmoid(l).
         """),
     Kernel(
+        "bernoulli_log_prob_backward", ROWS,
+        params=(Array("grad", BATCH), Array("x"), Array("logits")),
+        outputs=(_out("dlogits"),),
+        doc="""Gradient in logits of sum(grad * bernoulli_log_prob(x, logits)), in one pass.
+
+        grad[..., None] * (x - sigmoid(logits)), without computing the value (autograd's backward of
+        ``bernoulli_log_prob``). grad: (...), the upstream gradient; x, logits: (..., D). Returns (..., D).
+        """),
+    Kernel(
         "normal_log_prob", ROWS,
         params=(Array("x"), Array("mean"), Array("logvar")),
         outputs=(_out("log_prob", BATCH),),
-        backward=Vjp(calls=(Call("normal_log_prob_and_grad", (In("x"), In("mean"), In("logvar"))),),
-                     grads={"mean": RowScale(Upstream("log_prob"), Result(0, 1)),
-                            "logvar": RowScale(Upstream("log_prob"), Result(0, 2)),
-                            "x": RowScale(Upstream("log_prob"), Neg(Result(0, 1)))}),
+        backward=Vjp(calls=(Call("normal_log_prob_backward",
+                                 (Upstream("log_prob"), In("x"), In("mean"), In("logvar"))),),
+                     grads={"mean": Result(0, 0), "logvar": Result(0, 1), "x": Neg(Result(0, 0))}),
         doc="""log N(x | mean, diag exp(logvar)) summed over the last axis:
         -0.5 * sum(log(2 pi) + logvar + (x - mean)^2 exp(-logvar)). All (..., D). Returns (...).
         """),
@@ -155,6 +162,16 @@ KERNELS = (
         outputs=(_out("log_prob", BATCH), _out("dmean"), _out("dlogvar")),
         doc="""(log_prob (...), dmean, dlogvar) of the summed log-density in one pass:
         dmean = (x - mean) exp(-logvar), dlogvar = ((x - mean)^2 exp(-logvar) - 1) / 2.
+        """),
+    Kernel(
+        "normal_log_prob_backward", ROWS,
+        params=(Array("grad", BATCH), Array("x"), Array("mean"), Array("logvar")),
+        outputs=(_out("dmean"), _out("dlogvar")),
+        doc="""Gradients in mean and logvar of sum(grad * normal_log_prob(x, mean, logvar)), in one pass.
+
+        The per-row grad times those of ``normal_log_prob_and_grad``, without computing the value (autograd's
+        backward of ``normal_log_prob``; d/dx = -dmean). grad: (...); x, mean, logvar: (..., D).
+        Returns (dmean, dlogvar).
         """),
     Kernel(
         "standard_normal_log_prob", ROWS,
@@ -179,10 +196,9 @@ KERNELS = (
         outputs=(_out("z"), _out("kl", BATCH)),
         stream=Stream("normal"),
         backward=Vjp(
-            calls=(Call("latent_backward", (Upstream("z"), In("mu"), In("logvar"), In("seed"), In("offset"),
-                                            Const(0.0))),
-                   Call("kl_standard_normal_backward", (Upstream("kl"), In("mu"), In("logvar")))),
-            grads={"mu": Add(Result(0, 0), Result(1, 0)), "logvar": Add(Result(0, 1), Result(1, 1))}),
+            calls=(Call("latent_vjp", (Upstream("z"), Upstream("kl"), In("mu"), In("logvar"), In("seed"),
+                                       In("offset"))),),
+            grads={"mu": Result(0, 0), "logvar": Result(0, 1)}),
         doc="""(z, kl) in one pass: z equals ``reparameterize(mu, logvar, seed, offset)`` bit for bit and kl equals
         ``kl_standard_normal(mu, logvar)``. mu, logvar: (..., L). Returns z (..., L) and kl (...).
         Consumes stream positions ``offset .. offset + mu.size - 1``; eps is never stored.
@@ -196,6 +212,17 @@ KERNELS = (
 
         eps is regenerated from (seed, offset), never stored: dmu = dz + w mu,
         dlogvar = dz * eps * exp(logvar / 2) / 2 + w (exp(logvar) - 1) / 2. Returns (dmu, dlogvar).
+        """),
+    Kernel(
+        "latent_vjp", ROWS,
+        params=(Array("dz"), Array("dkl", BATCH), Array("mu"), Array("logvar"), SEED, OFFSET),
+        outputs=(_out("dmu"), _out("dlogvar")),
+        stream=Stream("normal"),
+        doc="""The vector-Jacobian product of latent_forward: gradients of sum(dz * z) + sum(dkl * kl).
+
+        ``latent_backward`` with a KL weight per row (dkl, shape (...)), in one pass with eps regenerated from
+        (seed, offset): autograd's backward of ``latent_forward``, whose KL cotangent may differ between rows.
+        dz, mu, logvar: (..., L). Returns (dmu, dlogvar).
         """),
     # ---------------------------------------------------------------------------------------------
     # Optimiser

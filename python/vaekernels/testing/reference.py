@@ -18,10 +18,10 @@ import numpy as np
 __all__ = [
     "philox4x32_10", "philox_stream_words", "box_muller", "randn", "randn_unrounded", "rand", "reparameterize",
     "kl_standard_normal", "kl_standard_normal_backward", "kl_normal", "kl_normal_backward",
-    "bernoulli_log_prob", "bernoulli_log_prob_and_grad",
-    "normal_log_prob", "normal_log_prob_and_grad",
+    "bernoulli_log_prob", "bernoulli_log_prob_and_grad", "bernoulli_log_prob_backward",
+    "normal_log_prob", "normal_log_prob_and_grad", "normal_log_prob_backward",
     "standard_normal_log_prob", "standard_normal_log_prob_and_grad",
-    "latent_forward", "latent_backward", "adam_step",
+    "latent_forward", "latent_backward", "latent_vjp", "adam_step",
 ]
 
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -255,6 +255,12 @@ def bernoulli_log_prob_and_grad(x, logits, *, out=None):
     return _fill_many(out, (bernoulli_log_prob(x, logits), x - _sigmoid(logits)))
 
 
+def bernoulli_log_prob_backward(grad, x, logits, *, out=None):
+    g = np.asarray(grad)[..., None]
+    x, logits = np.asarray(x), np.asarray(logits)
+    return _fill(out, g * (x - _sigmoid(logits)))
+
+
 def normal_log_prob(x, mean, logvar, *, out=None):
     """sum over the last axis of -0.5 log(2 pi var) - (x - mean)^2 / (2 var), var = exp(logvar)."""
     x, mean, logvar = (np.asarray(a) for a in (x, mean, logvar))
@@ -268,6 +274,13 @@ def normal_log_prob_and_grad(x, mean, logvar, *, out=None):
     var = np.exp(logvar)
     return _fill_many(out, (normal_log_prob(x, mean, logvar), (x - mean) / var,
                             0.5 * (x - mean) ** 2 / var - 0.5))
+
+
+def normal_log_prob_backward(grad, x, mean, logvar, *, out=None):
+    g = np.asarray(grad)[..., None]
+    x, mean, logvar = (np.asarray(a) for a in (x, mean, logvar))
+    var = np.exp(logvar)
+    return _fill_many(out, (g * (x - mean) / var, g * (0.5 * (x - mean) ** 2 / var - 0.5)))
 
 
 def standard_normal_log_prob(z, *, out=None):
@@ -295,6 +308,15 @@ def latent_backward(dz, mu, logvar, seed, offset=0, kl_weight=1.0, *, out=None):
     eps = randn(mu.shape, seed, offset, mu.dtype).astype(mu.dtype)
     sigma = np.exp(logvar / 2)
     w = mu.dtype.type(kl_weight)
+    return _fill_many(out, (dz + w * mu, dz * sigma * eps / 2 + w * (np.exp(logvar) - 1) / 2))
+
+
+def latent_vjp(dz, dkl, mu, logvar, seed, offset=0, *, out=None):
+    """Gradient of sum(dz * z) + sum(dkl * kl): latent_backward with the KL weight dkl[row] in each row."""
+    dz, mu, logvar = (np.asarray(a) for a in (dz, mu, logvar))
+    w = np.asarray(dkl, dtype=mu.dtype)[..., None]
+    eps = randn(mu.shape, seed, offset, mu.dtype).astype(mu.dtype)
+    sigma = np.exp(logvar / 2)
     return _fill_many(out, (dz + w * mu, dz * sigma * eps / 2 + w * (np.exp(logvar) - 1) / 2))
 
 
