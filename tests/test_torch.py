@@ -123,6 +123,26 @@ def test_requires_grad_inputs_and_errors_match_the_numpy_api():
             vkt.randn(3, 1, device="cuda")
 
 
+def test_views_and_inputs_that_require_grad_equal_the_numpy_api():
+    # What a model hands over: column halves of an encoder output (non-contiguous views) that require grad.
+    h = torch.randn(6, 10, dtype=torch.float32, requires_grad=True)
+    mu, lv = h.chunk(2, dim=-1)
+    assert not mu.is_contiguous()
+    z, kl = vkt.latent_forward(mu, lv, 4, 9)
+    want = vk.latent_forward(mu.detach().numpy(), lv.detach().numpy(), 4, 9)
+    assert_bitwise(z.detach().numpy(), want[0], "latent_forward z of views")
+    assert_bitwise(kl.detach().numpy(), want[1], "latent_forward kl of views")
+    x = (torch.rand(6, 5) < 0.5).float()
+    lp = vkt.bernoulli_log_prob(x, mu)
+    assert_bitwise(lp.detach().numpy(), vk.bernoulli_log_prob(x.numpy(), mu.detach().numpy()), "bernoulli of a view")
+    (z.sum() + kl.sum() + lp.sum()).backward()
+    dmu, dlv = vk.latent_vjp(np.ones((6, 5), np.float32), np.ones(6, np.float32), mu.detach().numpy(),
+                             lv.detach().numpy(), 4, 9)
+    dlogits = vk.bernoulli_log_prob_backward(np.ones(6, np.float32), x.numpy(), mu.detach().numpy())
+    assert_bitwise(h.grad[:, :5].numpy(), dmu + dlogits, "gradient into the first half")
+    assert_bitwise(h.grad[:, 5:].numpy(), dlv, "gradient into the second half")
+
+
 def test_stream_values_travel_as_int64_tensors():
     assert int(vkt.u64(2**64 - 1)) == -1 and int(vkt.u64(5)) == 5
     a = vkt.randn(6, 2**64 - 1, 2**63 + 1)
