@@ -118,9 +118,12 @@ def test_requires_grad_inputs_and_errors_match_the_numpy_api():
         vkt.randn(3, -1)
     with pytest.raises(ValueError, match="2\\*\\*64"):
         vkt.randn(8, 1, 2**64 - 4)
-    if not CUDA:
-        with pytest.raises(Exception):
+    if not CUDA:   # randn on a GPU, CUDA tensors: the reason no GPU call can run, not a dispatcher error
+        with pytest.raises(RuntimeError, match="CUDA"):
             vkt.randn(3, 1, device="cuda")
+        op = torch.ops.vaekernels.kl_standard_normal.default
+        with pytest.raises(RuntimeError, match="CUDA"):
+            op.redispatch(torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA), mu.detach(), mu.detach())
 
 
 def test_views_and_inputs_that_require_grad_equal_the_numpy_api():

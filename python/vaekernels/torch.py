@@ -134,6 +134,7 @@ def _host_array(name, t, wanted):
 
 
 def _cpu_impl(k):
+    cuda_impl = _cuda_impl(k)
     n_params = len(k.params)
     arrays = tuple(i for i, p in enumerate(k.params) if isinstance(p, Array))
     streams = tuple(i for i, p in enumerate(k.params) if not isinstance(p, Array) and p.kind in _TENSOR_SCALARS)
@@ -148,9 +149,12 @@ def _cpu_impl(k):
         if plain and len(args) == n_params:
             device = None
         else:
-            args, device = _full_args(k, args)
+            full, device = _full_args(k, args)
             if device is not None and torch.device(device).type != "cpu":
-                raise ValueError(f"{k.name}: device {device} is not served by the CPU implementation")
+                # randn/rand with device="cuda": their only tensors (seed, offset) live on the CPU, so the
+                # dispatcher comes here; the CUDA implementation draws on the device (or says why not)
+                return cuda_impl(*args)
+            args = full
         a = list(args)
         for i in arrays:
             a[i] = _host_array(names[i], a[i], wanted)
@@ -231,6 +235,7 @@ class _TorchCuda:
 
 def _cuda_impl(k):
     def impl(*args):
+        _cuda.require_device()          # first: without the CUDA build or a device, say so (RuntimeError)
         args, device = _full_args(k, args)
         if k.layout == CREATION:
             dev = torch.device(device if device is not None else "cuda")
@@ -409,8 +414,7 @@ def _register():
         lib.define(_schema(k))
         cpu_impl = _cpu_impl(k)
         lib.impl(k.name, cpu_impl, "CPU")
-        if _cuda.cuda_built():
-            lib.impl(k.name, _cuda_impl(k), "CUDA")
+        lib.impl(k.name, _cuda_impl(k), "CUDA")       # without the CUDA build: a RuntimeError saying so
         torch.library.register_fake(f"{NAMESPACE}::{k.name}", _fake_impl(k), lib=lib)
         if k.backward is not None:
             lib.impl(k.name, _autograd_kernel(k, *_autograd(k), cpu_impl), "Autograd", with_keyset=True)
