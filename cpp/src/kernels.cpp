@@ -99,6 +99,13 @@ void elementwise(int64_t total, Fn fn) {
     }
 }
 
+// Calls fn(r) for every row r of a (rows, cols) batch, rows split across threads when large.
+template <class Fn>
+void for_each_row(int64_t rows, int64_t cols, Fn fn) {
+#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
+    for (int64_t r = 0; r < rows; ++r) fn(r);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Random streams: the vectorised body matches normal_at / uniform_at (random.hpp) bit for bit
 // ---------------------------------------------------------------------------------------------
@@ -285,6 +292,19 @@ void kl_standard_normal_kernel(const KlStandardNormalArgs<T>& a) {
     });
 }
 
+// The per-row backward kernels: one row at a time, restrict-qualified (GCC's runtime alias checks give up
+// beyond a few pointers), rows split across threads by for_each_row.
+template <class T>
+void kl_standard_normal_backward_row(T g, const T* __restrict m, const T* __restrict l, int64_t n,
+                                     T* __restrict o1, T* __restrict o2) {
+    for (int64_t j = 0; j < n; ++j) {
+        T x, y;
+        kl_standard_normal_grad(m[j], l[j], x, y);
+        o1[j] = g * x;
+        o2[j] = g * y;
+    }
+}
+
 template <class T>
 void kl_standard_normal_backward_kernel(const KlStandardNormalBackwardArgs<T>& a) {
     const T* grad = a.grad;
@@ -292,21 +312,11 @@ void kl_standard_normal_backward_kernel(const KlStandardNormalBackwardArgs<T>& a
     const T* lv = a.logvar;
     T* dmu = a.dmu;
     T* dlv = a.dlogvar;
-    const int64_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t r = 0; r < rows; ++r) {
-        const T g = grad[r];
-        const T* m = mu + r * cols;
-        const T* l = lv + r * cols;
-        T* __restrict o1 = dmu + r * cols;
-        T* __restrict o2 = dlv + r * cols;
-        for (int64_t j = 0; j < cols; ++j) {
-            T x, y;
-            kl_standard_normal_grad(m[j], l[j], x, y);
-            o1[j] = g * x;
-            o2[j] = g * y;
-        }
-    }
+    const int64_t cols = a.cols;
+    for_each_row(a.rows, cols, [=](int64_t r) {
+        const int64_t o = r * cols;
+        kl_standard_normal_backward_row(grad[r], mu + o, lv + o, cols, dmu + o, dlv + o);
+    });
 }
 
 template <class T>
@@ -320,7 +330,6 @@ void kl_normal_kernel(const KlNormalArgs<T>& a) {
     });
 }
 
-// One row; restrict-qualified parameters because nine pointers exceed GCC's runtime alias checks.
 template <class T>
 void kl_normal_backward_row(T g, const T* __restrict a, const T* __restrict b, const T* __restrict c,
                             const T* __restrict d, int64_t n, T* __restrict o1, T* __restrict o2,
@@ -334,13 +343,12 @@ void kl_normal_backward_row(T g, const T* __restrict a, const T* __restrict b, c
 
 template <class T>
 void kl_normal_backward_kernel(const KlNormalBackwardArgs<T>& a) {
-    const int64_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t o = r * cols;
-        kl_normal_backward_row(a.grad[r], a.mu_q + o, a.logvar_q + o, a.mu_p + o, a.logvar_p + o, cols,
-                               a.dmu_q + o, a.dlogvar_q + o, a.dmu_p + o, a.dlogvar_p + o);
-    }
+    const KlNormalBackwardArgs<T> c = a;       // by value into the lambda: see the note above the kernels
+    for_each_row(a.rows, a.cols, [=](int64_t r) {
+        const int64_t o = r * c.cols;
+        kl_normal_backward_row(c.grad[r], c.mu_q + o, c.logvar_q + o, c.mu_p + o, c.logvar_p + o, c.cols,
+                               c.dmu_q + o, c.dlogvar_q + o, c.dmu_p + o, c.dlogvar_p + o);
+    });
 }
 
 template <class T>
@@ -363,20 +371,22 @@ void bernoulli_log_prob_and_grad_kernel(const BernoulliLogProbAndGradArgs<T>& a)
 }
 
 template <class T>
+void bernoulli_log_prob_backward_row(T g, const T* __restrict x, const T* __restrict l, int64_t n,
+                                     T* __restrict o) {
+    for (int64_t j = 0; j < n; ++j) o[j] = g * bernoulli_log_prob_grad(x[j], l[j]);
+}
+
+template <class T>
 void bernoulli_log_prob_backward_kernel(const BernoulliLogProbBackwardArgs<T>& a) {
     const T* grad = a.grad;
     const T* x = a.x;
     const T* logits = a.logits;
     T* dlogits = a.dlogits;
-    const int64_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t r = 0; r < rows; ++r) {
-        const T g = grad[r];
-        const T* xr = x + r * cols;
-        const T* lr = logits + r * cols;
-        T* __restrict o = dlogits + r * cols;
-        for (int64_t j = 0; j < cols; ++j) o[j] = g * bernoulli_log_prob_grad(xr[j], lr[j]);
-    }
+    const int64_t cols = a.cols;
+    for_each_row(a.rows, cols, [=](int64_t r) {
+        const int64_t o = r * cols;
+        bernoulli_log_prob_backward_row(grad[r], x + o, logits + o, cols, dlogits + o);
+    });
 }
 
 template <class T>
@@ -402,7 +412,6 @@ void normal_log_prob_and_grad_kernel(const NormalLogProbAndGradArgs<T>& a) {
     });
 }
 
-// One row; restrict-qualified parameters, as in kl_normal_backward_row.
 template <class T>
 void normal_log_prob_backward_row(T g, const T* __restrict x, const T* __restrict m, const T* __restrict lv,
                                   int64_t n, T* __restrict o1, T* __restrict o2) {
@@ -416,12 +425,11 @@ void normal_log_prob_backward_row(T g, const T* __restrict x, const T* __restric
 
 template <class T>
 void normal_log_prob_backward_kernel(const NormalLogProbBackwardArgs<T>& a) {
-    const int64_t rows = a.rows, cols = a.cols;
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t o = r * cols;
-        normal_log_prob_backward_row(a.grad[r], a.x + o, a.mean + o, a.logvar + o, cols, a.dmean + o, a.dlogvar + o);
-    }
+    const NormalLogProbBackwardArgs<T> c = a;
+    for_each_row(a.rows, a.cols, [=](int64_t r) {
+        const int64_t o = r * c.cols;
+        normal_log_prob_backward_row(c.grad[r], c.x + o, c.mean + o, c.logvar + o, c.cols, c.dmean + o, c.dlogvar + o);
+    });
 }
 
 template <class T>
