@@ -32,7 +32,8 @@ def _run(code):
 
 
 def test_torch_example_runs_as_written():
-    pytest.importorskip("torch")
+    if os.environ.get("VAEKERNELS_EXPECT_TORCH") != "1":
+        pytest.importorskip("torch")
     pytest.importorskip("sklearn")          # load_digits
     assert _run(_block("### In PyTorch")) > UNTRAINED
 
