@@ -216,7 +216,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
 
-    print(f"vaekernels {vk.__version__}, SIMD {vk.simd_level()}, OpenMP {vk._core.openmp}, "
+    print(f"vaekernels {vk.__version__}, SIMD {vk.simd_level()}, threads {vk._core.team_size()}, "
           f"threads {os.environ.get('OMP_NUM_THREADS', os.cpu_count())}, load {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs")
     results = {"config": vars(args), "targets": {}}

@@ -1,17 +1,19 @@
 """VAE training speed and final ELBO: vaekernels.VAE against the same model in PyTorch (eager, CPU) and
 jax.jit (the whole epoch under lax.scan), measured in the same run, on one thread and on two.
 
-Models (tanh, Bernoulli decoder on grey levels, Adam lr 1e-3, same initial weights in every framework):
-  digits: 64-256-16, batch 128, the first 1,792 of scikit-learn's 1,797 digits (14 full batches)
-  mnist:  784-200-200-50 (decoder mirrored), batch 100, the 60,000 training images (600 batches)
+Models (tanh, Bernoulli decoder, Adam lr 1e-3, same initial weights in every framework):
+  digits: 64-256-16, batch 128, grey levels, the first 1,792 of scikit-learn's 1,797 digits (14 batches)
+  mnist:  784-200-200-50 (decoder mirrored), batch 100, the first 20,000 training images binarised once
+          (a fixed Bernoulli draw per pixel, the same for every peer; 200 batches)
 
 Each peer gets its best configuration: torch.set_num_threads(n), torch.addmm for the affine layers,
 fused BCE-with-logits and torch.optim.Adam(fused=True) where available; JAX jits one epoch (shuffle +
-lax.scan over the batches + optax.adam) and XLA's CPU pool is limited to n threads; vaekernels uses
-OMP_NUM_THREADS=n for its kernels (fit pins NumPy's BLAS to one thread, its default). Each thread count
-runs in its own process, with the thread environment set before any library loads. NumPy's OpenBLAS
-(vaekernels' GEMMs) gets OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs (--openblas-coretype): its runtime
-detection maps AMD Zen 4 to the AVX2 Haswell kernels, 1.4x slower here; torch and JAX bring their own GEMMs.
+lax.scan over the batches + optax.adam) and XLA's CPU pool is limited to n threads; vaekernels runs with
+OMP_NUM_THREADS=n (its thread team; fit pins NumPy's BLAS to one thread per GEMM block, its default).
+Every (peer, data set, thread count) runs in a process of its own, with the thread environment set before
+any library loads, so no two OpenMP or BLAS pools share a process. No BLAS core override for anyone: where
+the environment sets OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE, both are removed for the whole run (every peer
+alike), and the report names the OpenBLAS kernel NumPy's OpenBLAS chose (threadpoolctl).
 
 Reported: median seconds per epoch (the first epoch, which includes JAX's compilation, is not timed), the
 ratio vaekernels / peer (< 1: vaekernels is faster), and the final ELBO per sample: every framework's
@@ -20,7 +22,8 @@ MNIST the 10,000 test images; grey levels, fixed noise seed).
 
 Usage:
   python benchmarks/bench_vae.py [--datasets digits,mnist] [--threads 1,2] [--digits-epochs 100]
-                                 [--mnist-epochs 3] [--frameworks vaekernels,torch,jax] [--json out.json]
+                                 [--mnist-epochs 3] [--mnist-rows 20000] [--frameworks vaekernels,torch,jax]
+                                 [--json out.json] [--markdown]
 """
 from __future__ import annotations
 
@@ -37,14 +40,14 @@ CONFIGS = {"digits": dict(hidden=(256,), latent=16, batch=128),
            "mnist": dict(hidden=(200, 200), latent=50, batch=100)}
 
 
-def load(dataset):
+def load(dataset, mnist_rows):
     import vaekernels as vk
     if dataset == "digits":
         X, _ = vk.datasets.load_digits()
         return X[:1792], X
     X, _ = vk.datasets.load_mnist(MNIST, "train")
     Xte, _ = vk.datasets.load_mnist(MNIST, "test")
-    return X, Xte
+    return vk.datasets.binarize(X[:mnist_rows], 2024), vk.datasets.binarize(Xte, 2025)
 
 
 def init_params(dataset):
@@ -174,44 +177,77 @@ def run_jax(dataset, X, params, epochs, lr, threads):
 RUNNERS = {"vaekernels": run_vaekernels, "torch": run_torch, "jax": run_jax}
 
 
-def _has_avx512():
+def _openblas_core():
+    """The kernel family NumPy's OpenBLAS picked for this CPU (threadpoolctl's 'architecture')."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    for info in threadpool_info():
+        if info.get("internal_api") == "openblas" and "numpy" in info.get("filepath", ""):
+            return f"{info.get('architecture', '?')} (OpenBLAS {info.get('version', '?')})"
+    return "not OpenBLAS"
+
+
+def _cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
-            return " avx512f" in f.read()
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
-        return False
-
-
-def _openblas_core():
-    import ctypes
-    for line in open("/proc/self/maps"):
-        if "openblas" in line.lower():
-            lib = ctypes.CDLL(line.split()[-1])
-            for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-                if hasattr(lib, name):
-                    fn = getattr(lib, name)
-                    fn.restype = ctypes.c_char_p
-                    return fn().decode()
-    return "unknown"
+        pass
+    import platform
+    return platform.processor() or "unknown CPU"
 
 
 def worker(args):
     threads = args.worker_threads
-    results = []
-    core = _openblas_core()
+    dataset, fw = args.datasets, args.frameworks
+    X, X_eval = load(dataset, args.mnist_rows)
+    _, params = init_params(dataset)
+    epochs = args.digits_epochs if dataset == "digits" else args.mnist_epochs
+    times, trained, train_elbo = RUNNERS[fw](dataset, X, params, epochs + 1, 1e-3, threads)
+    timed = sorted(times[1:])
+    row = {"dataset": dataset, "framework": fw, "threads": threads, "epochs": epochs + 1, "rows": len(X),
+           "sec_per_epoch": timed[len(timed) // 2], "min_sec_per_epoch": timed[0],
+           "last_epoch_train_elbo": train_elbo, "final_elbo": final_elbo(dataset, trained, X_eval),
+           "openblas_core": _openblas_core(), "cpu": _cpu_name()}
+    print(json.dumps(row))
+
+
+def _worker_cmd(args, dataset, fw, threads):
+    return [sys.executable, os.path.abspath(__file__), "--worker-threads", str(threads), "--datasets", dataset,
+            "--frameworks", fw, "--digits-epochs", str(args.digits_epochs), "--mnist-epochs", str(args.mnist_epochs),
+            "--mnist-rows", str(args.mnist_rows)]
+
+
+def under_load(args, base):
+    """The digits demo's worry: an epoch with one of the two cores busy with another process. vaekernels at
+    default settings (no thread variables: the team has a thread per usable core) idle and loaded, against
+    its idle one-thread time; target: loaded <= 1.25x idle one-thread."""
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        base.pop(k, None)
+    busy_code = "while True: pass"
+    print("\n| data | idle, 1 thread | idle, default | one core busy, default | busy / idle 1 thread |")
+    print("| --- | --- | --- | --- | --- |")
     for dataset in args.datasets.split(","):
-        X, X_eval = load(dataset)
-        _, params = init_params(dataset)
-        epochs = args.digits_epochs if dataset == "digits" else args.mnist_epochs
-        for fw in args.frameworks.split(","):
-            times, trained, train_elbo = RUNNERS[fw](dataset, X, params, epochs + 1, 1e-3, threads)
-            timed = sorted(times[1:])
-            results.append({"dataset": dataset, "framework": fw, "threads": threads, "epochs": epochs + 1,
-                            "sec_per_epoch": timed[len(timed) // 2], "min_sec_per_epoch": timed[0],
-                            "last_epoch_train_elbo": train_elbo,
-                            "final_elbo": final_elbo(dataset, trained, X_eval), "openblas_core": core})
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    print(json.dumps(results))
+        times = {}
+        for label, threads, busy in (("idle1", 1, False), ("idle", 0, False), ("busy", 0, True)):
+            env = dict(base, OMP_NUM_THREADS="1") if threads == 1 else dict(base)
+            hog = subprocess.Popen([sys.executable, "-c", busy_code]) if busy else None
+            try:
+                r = subprocess.run(_worker_cmd(args, dataset, "vaekernels", max(threads, 1)), env=env,
+                                   stdout=subprocess.PIPE, text=True)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+            if r.returncode != 0:
+                sys.exit(f"vaekernels on {dataset} failed")
+            times[label] = json.loads(r.stdout.strip().splitlines()[-1])["sec_per_epoch"]
+        print(f"| {dataset} | {times['idle1'] * 1e3:.1f} ms | {times['idle'] * 1e3:.1f} ms | "
+              f"{times['busy'] * 1e3:.1f} ms | {times['busy'] / times['idle1']:.2f} |")
 
 
 def main():
@@ -221,43 +257,45 @@ def main():
     ap.add_argument("--frameworks", default="vaekernels,torch,jax")
     ap.add_argument("--digits-epochs", type=int, default=100, help="timed epochs on digits (+1 warm-up)")
     ap.add_argument("--mnist-epochs", type=int, default=3, help="timed epochs on MNIST (+1 warm-up)")
-    ap.add_argument("--openblas-coretype", default="auto",
-                    help="OPENBLAS_CORETYPE for NumPy's OpenBLAS (vaekernels' GEMMs): 'auto' picks SkylakeX on "
-                         "CPUs with AVX-512 (OpenBLAS maps AMD Zen 4 to its AVX2 Haswell kernels), 'none' "
-                         "leaves OpenBLAS's own choice, anything else is passed through")
+    ap.add_argument("--mnist-rows", type=int, default=20000, help="MNIST training images per epoch")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--markdown", action="store_true", help="print the table only")
+    ap.add_argument("--under-load", action="store_true",
+                    help="instead: vaekernels at default settings on an idle machine and with one core kept busy "
+                         "by another process, against the idle one-thread time")
     ap.add_argument("--worker-threads", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker_threads is not None:
         return worker(args)
+    base = dict(os.environ)
+    removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if base.pop(k, None) is not None]
+    if args.under_load:
+        return under_load(args, base)
     rows = []
-    for t in [int(s) for s in args.threads.split(",")]:
-        env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
-        coretype = args.openblas_coretype
-        if coretype == "auto":
-            coretype = "SkylakeX" if _has_avx512() else "none"
-        if coretype != "none":
-            env["OPENBLAS_CORETYPE"] = coretype
-        if t == 1:
-            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        else:
-            env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={t}"
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker-threads", str(t), "--datasets", args.datasets,
-               "--frameworks", args.frameworks, "--digits-epochs", str(args.digits_epochs),
-               "--mnist-epochs", str(args.mnist_epochs)]
-        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            sys.exit(f"worker with {t} threads failed")
-        rows += json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"\nOPENBLAS_CORETYPE: {rows[0].get('openblas_core', '?')} (NumPy's OpenBLAS kernels used by vaekernels)")
+    for dataset in args.datasets.split(","):
+        for t in [int(s) for s in args.threads.split(",")]:
+            env = dict(base, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+            if t == 1:
+                env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            else:
+                env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={t}"
+            for fw in args.frameworks.split(","):
+                r = subprocess.run(_worker_cmd(args, dataset, fw, t), env=env, stdout=subprocess.PIPE, text=True)
+                if r.returncode != 0:
+                    sys.exit(f"{fw} on {dataset} with {t} threads failed")
+                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                if not args.markdown:
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print(f"\nCPU: {rows[0]['cpu']}; NumPy's OpenBLAS kernel: {rows[0]['openblas_core']}; "
+          f"{'removed from the environment: ' + ', '.join(removed) if removed else 'no BLAS core override set'}")
     print("\n| data | threads | framework | s/epoch (median) | vaekernels / peer | final ELBO |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        ref = next(x for x in rows if x["dataset"] == r["dataset"] and x["threads"] == r["threads"]
-                   and x["framework"] == "vaekernels")
-        ratio = ref["sec_per_epoch"] / r["sec_per_epoch"]
+        ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["threads"] == r["threads"]
+                    and x["framework"] == "vaekernels"), None)
+        ratio = f"{ref['sec_per_epoch'] / r['sec_per_epoch']:.2f}" if ref else "-"
         print(f"| {r['dataset']} | {r['threads']} | {r['framework']} | {r['sec_per_epoch'] * 1e3:.1f} ms | "
-              f"{ratio:.2f} | {r['final_elbo']:.2f} |")
+              f"{ratio} | {r['final_elbo']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -9,6 +9,10 @@ wherever the library allows it (NumPy ``out=``, torch ``out=``; JAX allocates in
 allocator pinned (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set by this script before NumPy loads) so
 large temporaries are not returned to the OS and page-faulted back on every call.
 
+Every peer runs in a process of its own (this script starts one per peer): torch and JAX bring their own
+OpenMP and thread pools, and in one process their idle threads spin against the others' (adam_step measured
+0.4x torch's time there and 0.93x alone).
+
 Reported: median milliseconds per call, the ratio to vaekernels (peer time / vaekernels time, so > 1 means
 vaekernels is faster), and vaekernels' achieved bandwidth (bytes each kernel must move / time) next to a
 plain memory copy measured in the same run.
@@ -256,7 +260,32 @@ def copy_bandwidth_gbs(nbytes, repeat):
     return 2 * src.nbytes / (ms * 1e-3) / 1e9
 
 
+PEERS = {"numpy": lambda B, D, dtype, threads: numpy_peer(B, D, dtype),
+         "torch": lambda B, D, dtype, threads: torch_peer(B, D, dtype, threads),
+         "jax": lambda B, D, dtype, threads: jax_peer(B, D, dtype),
+         "vaekernels": lambda B, D, dtype, threads: vaekernels_peer(B, D, dtype)}
+
+
+def worker(args):
+    """Measure one peer (args.worker) on every size; print one JSON line {size: {kernel: ms}} (+ copy GB/s)."""
+    import json
+    dtype = np.dtype(args.dtype).type
+    out = {"times": {}}
+    if args.worker == "vaekernels":
+        out["copy_gbs"] = copy_bandwidth_gbs(64 << 20, args.repeat)
+    try:
+        for size in args.sizes.split(","):
+            B, D = (int(s) for s in size.split("x"))
+            fns = PEERS[args.worker](B, D, dtype, args.threads)
+            out["times"][size] = {k: median_ms(f, args.repeat) for k, f in fns.items()}
+    except ImportError as e:
+        out["skipped"] = str(e)
+    print(json.dumps(out))
+
+
 def main(argv=None):
+    import json
+    import subprocess
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="256x32,4096x256,65536x256")
     ap.add_argument("--threads", type=int, default=2)
@@ -264,36 +293,36 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--peers", default="numpy,torch,jax")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table (for the README)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    dtype = np.dtype(args.dtype).type
-    peers = args.peers.split(",")
+    if args.worker:
+        return worker(args)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(f"vaekernels {vk.__version__}  simd={vk.simd_level()}  threads={args.threads}  dtype={args.dtype}  "
-          f"allocator pinned={os.environ.get('MALLOC_MMAP_THRESHOLD_') is not None}")
-    copy_gbs = copy_bandwidth_gbs(64 << 20, args.repeat)
+          f"allocator pinned={os.environ.get('MALLOC_MMAP_THRESHOLD_') is not None}  one process per peer")
+    results = {}
+    for peer in ["vaekernels"] + [p for p in args.peers.split(",") if p and p != "vaekernels"]:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", peer, "--sizes", args.sizes,
+               "--threads", str(args.threads), "--dtype", args.dtype, "--repeat", str(args.repeat)]
+        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            sys.exit(f"the {peer} worker failed")
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        if "skipped" in res:
+            print(f"{peer} skipped: {res['skipped']}")
+            continue
+        results[peer] = res
+    copy_gbs = results["vaekernels"]["copy_gbs"]
     print(f"copy bandwidth (np.copyto, 64 MiB): {copy_gbs:.1f} GB/s")
+    dtype = np.dtype(args.dtype)
     rows = []
     for size in args.sizes.split(","):
         B, D = (int(s) for s in size.split("x"))
-        impls = {"vaekernels": vaekernels_peer(B, D, dtype)}
-        if "numpy" in peers:
-            impls["numpy"] = numpy_peer(B, D, dtype)
-        if "torch" in peers:
-            try:
-                impls["torch"] = torch_peer(B, D, dtype, args.threads)
-            except ImportError:
-                print("torch not installed: skipped (pip install torch==2.13.0)")
-        if "jax" in peers:
-            try:
-                impls["jax"] = jax_peer(B, D, dtype)
-            except ImportError:
-                print("jax not installed: skipped (pip install jax)")
-        for kernel in impls["vaekernels"]:
-            t = {name: median_ms(f[kernel], args.repeat) for name, f in impls.items()}
-            nbytes = BYTES_PER_ELEMENT_ARRAYS[kernel] * B * D * np.dtype(dtype).itemsize
-            gbs = nbytes / (t["vaekernels"] * 1e-3) / 1e9
-            rows.append((f"{B}x{D}", kernel, t, gbs))
-    names = list(rows[0][2])
+        for kernel, ms in results["vaekernels"]["times"][size].items():
+            t = {name: res["times"][size][kernel] for name, res in results.items() if kernel in res["times"][size]}
+            nbytes = BYTES_PER_ELEMENT_ARRAYS[kernel] * B * D * dtype.itemsize
+            rows.append((size, kernel, t, nbytes / (ms * 1e-3) / 1e9))
+    names = list(results)
     if args.markdown:
         print("| size | kernel | " + " | ".join(f"{n} ms" for n in names) + " | " +
               " | ".join(f"{n}/vk" for n in names[1:]) + " | vk GB/s | % of copy |")

@@ -159,3 +159,153 @@ def test_mlp_backward_vs_finite_differences(name):
     numeric = numeric_grad(f, p.flat)
     np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=RTOL, atol=ATOL)
+
+
+# -------------------------------------------------------------------------------------------------
+# The C++ MLP (cpp/src/dense.cpp): forward against NumPy in float64, bits across thread counts, the
+# built-in GEMM, the fused epilogues, bad arguments
+# -------------------------------------------------------------------------------------------------
+from vaekernels import _blas, _core  # noqa: E402
+
+
+def _mlp(sizes, act, dtype, seed=0, rows=5):
+    rng = np.random.default_rng(seed)
+    p = nn.Parameters(nn.MLP.spec("m", sizes), dtype)
+    mlp = nn.MLP(p, "m", sizes, act)
+    mlp.init(seed, 0)
+    for layer in mlp.layers:
+        layer.b[:] = 0.3 * rng.standard_normal(layer.b.shape)
+    x = rng.standard_normal((rows, sizes[0])).astype(dtype)
+    return p, mlp, x, nn.MLPBuffers(mlp, rows, dtype)
+
+
+def _numpy_forward(mlp, x, name):
+    """The same network in float64 NumPy, with |x| |W| bounds for the GEMMs' rounding."""
+    h, bound = x.astype(np.float64), np.zeros((x.shape[0], mlp.sizes[0]))
+    for i, layer in enumerate(mlp.layers):
+        W, b = layer.W.astype(np.float64), layer.b.astype(np.float64)
+        pre = h @ W + b
+        bound = (np.abs(h) @ np.abs(W) + np.abs(b)) + bound @ np.abs(W)   # |error| grows through the layers
+        h = pre if i == len(mlp.layers) - 1 else REFERENCE[name](pre)
+    return h, bound
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes,rows", [((7, 9, 3), 5), ((200, 300, 50), 70), ((33, 1, 64, 17), 130)])
+def test_mlp_forward_matches_numpy(name, dtype, sizes, rows):
+    _, mlp, x, buf = _mlp(sizes, name, dtype, rows=rows)
+    got = mlp.forward(x, buf)
+    want, bound = _numpy_forward(mlp, x, name)
+    # A GEMM of inner length K rounds within K eps sum |x||W| (Higham's gamma_K); the activations are
+    # 1-Lipschitz and add a few ulp. 4x margin on both.
+    eps = np.finfo(dtype).eps
+    tol = 4 * max(sizes) * eps * bound + 16 * eps * np.abs(want)
+    assert np.all(np.abs(got - want) <= tol + np.finfo(dtype).tiny)
+
+
+def _pass(mlp, x, buf, p, rows):
+    mlp.forward(x, buf)
+    g = np.random.default_rng(9).standard_normal((rows, mlp.sizes[-1])).astype(x.dtype)
+    dx = np.empty_like(x)
+    finite = mlp.backward(x, g, buf, dx=dx, scale=0.25)
+    return [buf.out.copy(), *(h.copy() for h in buf.h), p.grad_flat.copy(), dx], finite
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "softplus"])
+def test_mlp_bits_do_not_depend_on_the_thread_count(name):
+    # big enough for several GEMM blocks per layer in both split directions
+    p, mlp, x, buf = _mlp((300, 200, 96, 784), name, np.float32, rows=100)
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_team_size(threads)
+            results.append(_pass(mlp, x, buf, p, 100)[0])
+    finally:
+        _core.set_team_size(0)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_builtin_gemm_agrees_with_the_blas():
+    p, mlp, x, buf = _mlp((64, 48, 10), "elu", np.float64, rows=40)
+    with_blas, _ = _pass(mlp, x, buf, p, 40)
+    try:
+        _core.set_blas(0, 0, True)
+        assert not _core.have_blas()
+        builtin, _ = _pass(mlp, x, buf, p, 40)
+    finally:
+        _blas._gemm_source = None
+        _blas.use_numpy_gemm()
+    assert _core.have_blas() == (_blas.use_numpy_gemm() != "built-in GEMM")
+    for a, b in zip(with_blas, builtin):   # float64: the two summation orders agree to ~K eps relative
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_epilogues_against_numpy(name, dtype):
+    rng = np.random.default_rng(4)
+    code = nn.activation(name).code
+    pre = (2 * rng.standard_normal((37, 19))).astype(dtype)
+    b = rng.standard_normal(19).astype(dtype)
+    y = pre.copy()
+    _core.bias_activation(y, b, code)
+    want_y = REFERENCE[name]((pre + b).astype(np.float64))
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(y, want_y, rtol=16 * eps, atol=16 * eps)
+    # backward from the output: d' = (d scale) f'(x), db = column sums of d'
+    d = rng.standard_normal((37, 19)).astype(dtype)
+    d0 = d.astype(np.float64)
+    db = np.empty(19, dtype)
+    _core.activation_grad(d, y, db, code, -0.5)
+    x64 = (pre + b).astype(np.float64)
+    h = 1e-6
+    slope = (REFERENCE[name](x64 + h) - REFERENCE[name](x64 - h)) / (2 * h)   # central differences
+    if name in ("relu", "elu"):
+        slope = np.where(np.abs(x64) < 1e-4, 1.0, slope)    # the kink (never hit by these draws)
+    want_d = d0 * -0.5 * slope
+    # float32: the slope comes from the rounded output y (tanh' = 1 - y^2 loses ~eps/(1-y^2) relatively)
+    tol = 1e-5 if dtype == np.float32 else 1e-8
+    np.testing.assert_allclose(d, want_d, rtol=tol * 40, atol=tol)
+    np.testing.assert_allclose(db, d.astype(np.float64).sum(axis=0), rtol=40 * 37 * eps, atol=40 * 37 * eps)
+
+
+def test_backward_reports_non_finite_gradients():
+    p, mlp, x, buf = _mlp((6, 5, 4), "tanh", np.float32, rows=3)
+    mlp.forward(x, buf)
+    g = np.ones((3, 4), np.float32)
+    assert mlp.backward(x, g.copy(), buf)
+    g[1, 2] = np.inf
+    assert not mlp.backward(x, g, buf)
+
+
+def test_mlp_arguments_are_checked():
+    p, mlp, x, buf = _mlp((6, 5, 4), "tanh", np.float32, rows=3)
+    with pytest.raises(TypeError, match=r"argument W\[0\] must have dtype float64"):
+        # x float64 selects the float64 path, whose weights are float32: named, not misread
+        _core.mlp_forward(x.astype(np.float64), mlp._W, mlp._b, buf.outputs, 1)
+    with pytest.raises(ValueError, match=r"argument x must have shape \(3, 6\)"):
+        _core.mlp_forward(x[:, :5].copy(), mlp._W, mlp._b, buf.outputs, 1)
+    with pytest.raises(ValueError, match=r"argument out\[1\] must have shape \(3, 4\)"):
+        _core.mlp_forward(x, mlp._W, mlp._b, [buf.h[0], np.empty((3, 5), np.float32)], 1)
+    with pytest.raises(ValueError, match="must hold 2 arrays"):
+        _core.mlp_forward(x, mlp._W, mlp._b[:1], buf.outputs, 1)
+    with pytest.raises(ValueError, match="activation code"):
+        _core.mlp_forward(x, mlp._W, mlp._b, buf.outputs, 9)
+    big = np.empty(40, np.float32)
+    with pytest.raises(ValueError, match=r"out\[0\] overlaps out\[1\]"):
+        _core.mlp_forward(x, mlp._W, mlp._b, [big[:15].reshape(3, 5), big[10:22].reshape(3, 4)], 1)
+    ro = np.empty((3, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _core.mlp_forward(x, mlp._W, mlp._b, [buf.h[0], ro], 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.mlp_forward(np.asfortranarray(x), mlp._W, mlp._b, buf.outputs, 1)
+    with pytest.raises(ValueError, match="overlaps"):   # the input gradient written over the data
+        _core.mlp_backward(x, mlp._W, buf.h, np.ones((3, 4), np.float32), buf.dh, mlp._dW, mlp._db, x, 1, 1.0)
+    with pytest.raises(ValueError, match="y is needed"):
+        _core.activation_grad(np.ones((2, 2)), None, None, 1, 1.0)
+    with pytest.raises(TypeError, match="must be a NumPy array"):
+        nn.Tanh.forward([1.0, 2.0])

@@ -1,9 +1,12 @@
 """The C++ core under AddressSanitizer and UndefinedBehaviorSanitizer (and LeakSanitizer, part of ASan on
-Linux): cpp/src (two instruction-set levels, OpenMP on) and tests/sanitizers/driver.cpp, which runs every
+Linux): cpp/src (two instruction-set levels, two threads) and tests/sanitizers/driver.cpp, which runs every
 kernel over edge-case shapes (zero rows or columns, rows across the 16 lanes and the 1024-element chunks,
-above the OpenMP threshold), values (NaN, inf, subnormals, +-0, overflowing exponents), offsets up to the
+above the parallel threshold), values (NaN, inf, subnormals, +-0, overflowing exponents), offsets up to the
 end of the stream and every n_samples, and the MH sampler for every built-in target and a batch target
-(random walk, independence, covariance adaptation, thinning, a NaN target, a progress report that throws).
+(random walk, independence, covariance adaptation, thinning, a NaN target, a progress report that throws)
+and the MLPs (every activation, with and without parameter or input gradients, several GEMM blocks).
+The thread team (cpp/src/parallel.cpp) also runs under ThreadSanitizer (tests/sanitizers/team_driver.cpp:
+regions from several threads at once, nested regions, exceptions, tiny and large regions).
 Any report fails: the driver exits non-zero and its stderr holds the sanitizer's diagnosis."""
 import os
 import shutil
@@ -15,12 +18,13 @@ import pytest
 from conftest import REPO
 
 SRC = os.path.join(REPO, "cpp", "src")
-FLAGS = ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-ffp-contract=off", "-fopenmp",
+FLAGS = ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-ffp-contract=off", "-pthread",
          "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
          "-I", os.path.join(REPO, "cpp", "include"), "-I", SRC]
 UNITS = [("kernels.cpp", "isa_scalar", "scalar"), ("kernels.cpp", "isa_baseline", "baseline"),
          ("mcmc.cpp", "isa_scalar", "scalar"), ("mcmc.cpp", "isa_baseline", "baseline"),
-         ("dispatch.cpp", None, None), ("mcmc_setup.cpp", None, None)]
+         ("dispatch.cpp", None, None), ("mcmc_setup.cpp", None, None), ("parallel.cpp", None, None),
+         ("dense.cpp", None, None)]
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +73,20 @@ def test_extension_under_preloaded_sanitizers():
                        capture_output=True, text=True, timeout=2400, cwd=REPO)
     assert r.returncode == 0, (r.stdout[-3000:] + r.stderr[-6000:])
     assert " passed" in r.stdout and "runtime error" not in r.stderr
+
+
+def test_thread_team_under_thread_sanitizer(tmp_path):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs g++ on Linux")
+    exe = str(tmp_path / "team")
+    r = subprocess.run([cxx, "-std=c++17", "-O1", "-g", "-fsanitize=thread", "-pthread", "-I", SRC,
+                        os.path.join(REPO, "tests", "sanitizers", "team_driver.cpp"), os.path.join(SRC, "parallel.cpp"),
+                        "-o", exe], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0 and "tsan" in r.stderr.lower():
+        pytest.skip(f"this compiler cannot build with ThreadSanitizer: {r.stderr[-500:]}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    env = dict(os.environ, OMP_NUM_THREADS="3", TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1")
+    out = subprocess.run([exe], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0 and "team run complete" in out.stdout, out.stderr[-6000:]
+    assert "WARNING: ThreadSanitizer" not in out.stderr, out.stderr[-6000:]

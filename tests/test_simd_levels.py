@@ -1,5 +1,6 @@
 """Bit-identical results across SIMD levels (VAEKERNELS_SIMD=scalar|baseline|avx2|avx512, whichever
-vaekernels.simd_levels() lists) and OpenMP thread counts (OMP_NUM_THREADS=1, 2, 3).
+vaekernels.simd_levels() lists) and thread counts (OMP_NUM_THREADS=1, 2, 3), for every kernel, the dense-layer
+epilogues and an MLP's forward and backward passes.
 
 Each configuration runs in a fresh interpreter (the level and the thread pool are fixed at import) and
 prints a SHA-256 of every output of every kernel over a fixed set of inputs: sizes below and above the
@@ -71,6 +72,25 @@ for dt in (np.float32, np.float64):
         for t in range(1, 4):
             vk.adam_step(p, dz, m, v, t, lr=0.01, weight_decay=0.1)
         out[f"adam_step {k}"] = h(p, m, v)
+        bias = arr(1)[0]
+        for act in range(6):   # the dense-layer epilogues (vaekernels.nn), every activation
+            y = logits.copy()
+            vk._core.bias_activation(y, bias, act)
+            d, db = dz.copy(), np.empty(cols, dt)
+            vk._core.activation_grad(d, y, db, act, 0.7)
+            out[f"epilogues {act} {k}"] = h(y, d, db)
+        if rows * cols < 200000:  # an MLP: GEMM blocks on NumPy's BLAS + the epilogues, forward and backward
+            from vaekernels import nn
+            sizes = (cols, 33, 7)
+            prm = nn.Parameters(nn.MLP.spec("m", sizes), dt)
+            mlp = nn.MLP(prm, "m", sizes, "tanh")
+            mlp.init(3, 0)
+            buf = nn.MLPBuffers(mlp, rows, dt)
+            xin = np.nan_to_num(x, nan=0.5, posinf=1.0, neginf=-1.0)
+            mlp.forward(xin, buf)
+            dxin = np.empty_like(xin)
+            mlp.backward(xin, np.ones((rows, 7), dt), buf, dx=dxin, scale=0.5)
+            out[f"mlp {k}"] = h(buf.out, *buf.h, prm.grad_flat, dxin)
 c = rng.integers(0, 2**32, size=(4099, 4), dtype=np.uint32)
 kk = rng.integers(0, 2**32, size=(4099, 2), dtype=np.uint32)
 out["philox4x32_10"] = h(vk.philox4x32_10(c, kk))

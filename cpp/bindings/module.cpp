@@ -1,5 +1,5 @@
 // module.cpp: assembles the _core extension: the kernels of the table (register_kernels.cpp), the MCMC
-// sampler (register_mcmc.cpp) and the build's SIMD / OpenMP facts.
+// sampler (register_mcmc.cpp), the MLPs (register_dense.cpp) and the build's SIMD and thread facts.
 #include <pybind11/stl.h>
 
 #include "common.hpp"
@@ -7,6 +7,7 @@
 namespace vk::bind {
 void register_kernels(py::module_& m);
 void register_mcmc(py::module_& m);
+void register_dense(py::module_& m);
 }  // namespace vk::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -15,14 +16,11 @@ PYBIND11_MODULE(_core, m) {
     const vk::cpu::Kernels& k = vk::cpu::kernels();  // raises at import if VAEKERNELS_SIMD names a bad level
     m.attr("simd_level") = std::string(k.name);
     m.def("simd_levels", &vk::cpu::available_levels, "Instruction-set levels compiled in and usable on this CPU.");
-#if defined(_OPENMP)
-    m.attr("openmp") = true;
-#else
-    m.attr("openmp") = false;
-#endif
     m.def("set_team_size", &vk::cpu::set_team_size, py::arg("n"),
-          "Threads per parallel region of the kernels (0: OpenMP's default). Process-wide; no result changes.");
+          "Threads per parallel region of the kernels (0: the default, OMP_NUM_THREADS or the usable CPUs). "
+          "Process-wide; no result changes.");
     m.def("team_size", &vk::cpu::team_size, "Threads a parallel region of the kernels starts now.");
     vk::bind::register_kernels(m);
     vk::bind::register_mcmc(m);
+    vk::bind::register_dense(m);
 }

@@ -3,17 +3,10 @@
 // Levels, worst to best: "scalar" (vectorisation disabled: the reference path, closest to the GPU's
 // one-element-per-thread code), "baseline" (SSE2 on x86-64, NEON on aarch64), "avx2", "avx512".
 // All give identical bits (tests/test_simd_levels.py). VAEKERNELS_SIMD=<level> overrides the choice.
-#include <atomic>
 #include <cstdlib>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 #include <stdexcept>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#endif
 
 #include "kernels.hpp"
 #include "vaekernels/philox.hpp"
@@ -72,40 +65,6 @@ const Kernels& select() {
     return *best;
 }
 }  // namespace
-
-namespace {
-std::atomic<bool> g_pool_started{false};   // a parallel region has run in this process
-std::atomic<bool> g_fork_child{false};     // this process was forked after that: no OpenMP here
-
-void after_fork_in_child() {
-    if (g_pool_started.load(std::memory_order_relaxed)) g_fork_child.store(true, std::memory_order_relaxed);
-}
-
-#if defined(__unix__) || defined(__APPLE__)
-const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);   // registered at load
-#endif
-}  // namespace
-
-namespace {
-std::atomic<int> g_team_size{0};   // 0: OpenMP's default
-}  // namespace
-
-int team_size() {
-    const int n = g_team_size.load(std::memory_order_relaxed);
-#if defined(_OPENMP)
-    return n > 0 ? n : omp_get_max_threads();
-#else
-    return n > 0 ? n : 1;
-#endif
-}
-
-void set_team_size(int n) { g_team_size.store(n < 0 ? 0 : n, std::memory_order_relaxed); }
-
-bool openmp_allowed() {
-    if (g_fork_child.load(std::memory_order_relaxed)) return false;
-    g_pool_started.store(true, std::memory_order_relaxed);
-    return true;
-}
 
 const Kernels* kernels_for(const std::string& level) {
     return cpu_has(level.c_str()) ? compiled(level) : nullptr;

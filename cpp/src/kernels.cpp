@@ -4,6 +4,7 @@
 // the bit. Row reductions use a fixed 16-lane partition (column j goes to lane j % 16, lanes summed in a
 // fixed tree), which is what keeps sums identical across vector widths and thread counts.
 #include "kernels.hpp"
+#include "parallel.hpp"
 
 #include <algorithm>
 #include <climits>
@@ -12,13 +13,10 @@
 #include <immintrin.h>
 #endif
 
+#include "vaekernels/activations.hpp"
 #include "vaekernels/adam.hpp"
 #include "vaekernels/gaussian.hpp"
 #include "vaekernels/random.hpp"
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 #define VK_CAT2(a, b) a##b
 #define VK_CAT(a, b) VK_CAT2(a, b)
@@ -54,6 +52,26 @@ struct LaneSum {
     }
 };
 
+// Calls item(i) for every i in [0, n_items) (work: the elements they touch in all). Small problems run on
+// the calling thread; larger ones go to the team (parallel.hpp) in tasks of consecutive items of about
+// kTaskWork elements, claimed dynamically. Each item computes the same bits wherever it runs.
+constexpr int64_t kTaskWork = 16384;
+
+template <class Item>
+void for_tasks(int64_t n_items, int64_t work, Item&& item) {
+    if (n_items <= 0) return;
+    if (work < kParallelMin || cpu::team_size() == 1) {
+        for (int64_t i = 0; i < n_items; ++i) item(i);
+        return;
+    }
+    const int64_t per_task = std::max<int64_t>(1, n_items / std::max<int64_t>(1, work / kTaskWork));
+    const int64_t n_tasks = (n_items + per_task - 1) / per_task;
+    cpu::parallel_tasks(n_tasks, [&](int64_t t) {
+        const int64_t end = std::min(n_items, (t + 1) * per_task);
+        for (int64_t i = t * per_task; i < end; ++i) item(i);
+    });
+}
+
 // Calls fn(flat_begin, n, terms) over row blocks and sums terms per row into row_out. fn computes the
 // elementwise part (and any side outputs) for flat positions [flat_begin, flat_begin + n) and writes one
 // term per element. Rows are split across threads; each row's sum is independent of the split.
@@ -63,8 +81,7 @@ void row_reduce(int64_t rows, int64_t cols, T* row_out, Fn fn) {
     if (cols == 0) { std::fill(row_out, row_out + rows, T(0)); return; }
     const int64_t rows_per_block = cols >= kChunk ? 1 : kChunk / cols;
     const int64_t n_blocks = (rows + rows_per_block - 1) / rows_per_block;
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t blk = 0; blk < n_blocks; ++blk) {
+    for_tasks(n_blocks, rows * cols, [&](int64_t blk) {
         alignas(64) T terms[kChunk];
         const int64_t r0 = blk * rows_per_block;
         const int64_t r1 = std::min(rows, r0 + rows_per_block);
@@ -84,7 +101,7 @@ void row_reduce(int64_t rows, int64_t cols, T* row_out, Fn fn) {
             }
             row_out[r0] = s.total();
         }
-    }
+    });
 }
 
 // Calls fn(begin, n) over [0, total) in chunks, in parallel when large.
@@ -92,18 +109,16 @@ template <class Fn>
 void elementwise(int64_t total, Fn fn) {
     if (total <= 0) return;
     const int64_t n_chunks = (total + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (total >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t c = 0; c < n_chunks; ++c) {
+    for_tasks(n_chunks, total, [&](int64_t c) {
         const int64_t b = c * kChunk;
         fn(b, std::min(kChunk, total - b));
-    }
+    });
 }
 
 // Calls fn(r) for every row r of a (rows, cols) batch, rows split across threads when large.
 template <class Fn>
 void for_each_row(int64_t rows, int64_t cols, Fn fn) {
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (rows * cols >= kParallelMin && cpu::openmp_allowed())
-    for (int64_t r = 0; r < rows; ++r) fn(r);
+    for_tasks(rows, rows * cols, fn);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,6 +548,80 @@ void adam_step_kernel(const AdamStepArgs<T>& a) {
     });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Dense-layer epilogues (dense.cpp runs them on the block of a GEMM it has just written, still in cache)
+// ---------------------------------------------------------------------------------------------
+// y[r, c] = activation(y[r, c] + b[c]) over a (rows, cols) block with row stride ld (b null: no bias).
+template <class T, int A>
+void bias_activation_block(T* y, const T* __restrict b, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; ++r) {
+        T* __restrict yr = y + r * ld;
+        if (b == nullptr) for (int64_t c = 0; c < cols; ++c) yr[c] = activate(A, yr[c]);
+        else for (int64_t c = 0; c < cols; ++c) yr[c] = activate(A, yr[c] + b[c]);
+    }
+}
+
+// d[r, c] = (d[r, c] scale) activation'(y[r, c]) (scale == 1: no multiplication), and db[c] = sum over r of
+// the new d[r, c], rows added in order (the same bits for any vector width); db may be null.
+template <class T, int A>
+void activation_grad_block(T* d, const T* y, T* db, int64_t rows, int64_t cols, int64_t ld, T scale) {
+    const bool scaled = scale != T(1);
+    for (int64_t r = 0; r < rows; ++r) {
+        T* __restrict dr = d + r * ld;
+        const T* __restrict yr = y + r * ld;
+        if (A == kLinear) {
+            if (scaled) for (int64_t c = 0; c < cols; ++c) dr[c] = dr[c] * scale;
+        } else if (scaled) {
+            for (int64_t c = 0; c < cols; ++c) dr[c] = (dr[c] * scale) * activation_slope(A, yr[c]);
+        } else {
+            for (int64_t c = 0; c < cols; ++c) dr[c] = dr[c] * activation_slope(A, yr[c]);
+        }
+    }
+    if (db == nullptr) return;
+    T* __restrict sum = db;
+    for (int64_t c = 0; c < cols; ++c) sum[c] = T(0);
+    for (int64_t r = 0; r < rows; ++r) {
+        const T* __restrict dr = d + r * ld;
+        for (int64_t c = 0; c < cols; ++c) sum[c] += dr[c];
+    }
+}
+
+template <class T, template <class, int> class Block, class... Args>
+void by_activation(int act, Args... args) {
+    switch (act) {
+        case kTanh: Block<T, kTanh>::run(args...); break;
+        case kRelu: Block<T, kRelu>::run(args...); break;
+        case kSigmoid: Block<T, kSigmoid>::run(args...); break;
+        case kSoftplus: Block<T, kSoftplus>::run(args...); break;
+        case kElu: Block<T, kElu>::run(args...); break;
+        default: Block<T, kLinear>::run(args...); break;
+    }
+}
+template <class T, int A> struct BiasActivation {
+    static void run(T* y, const T* b, int64_t rows, int64_t cols, int64_t ld) {
+        bias_activation_block<T, A>(y, b, rows, cols, ld);
+    }
+};
+template <class T, int A> struct ActivationGrad {
+    static void run(T* d, const T* y, T* db, int64_t rows, int64_t cols, int64_t ld, T scale) {
+        activation_grad_block<T, A>(d, y, db, rows, cols, ld, scale);
+    }
+};
+
+template <class T>
+void bias_activation(T* y, const T* b, int64_t rows, int64_t cols, int64_t ld, int act) {
+    by_activation<T, BiasActivation>(act, y, b, rows, cols, ld);
+}
+template <class T>
+void activation_grad(T* d, const T* y, T* db, int64_t rows, int64_t cols, int64_t ld, int act, T scale) {
+    by_activation<T, ActivationGrad>(act, d, y, db, rows, cols, ld, scale);
+}
+
+template <class T>
+cpu::LayerKernels<T> make_layer_kernels() {
+    return cpu::LayerKernels<T>{bias_activation<T>, activation_grad<T>};
+}
+
 template <class T>
 cpu::KernelTable<T> make_table() {
     cpu::KernelTable<T> t;
@@ -548,7 +637,8 @@ VK_END_NAMESPACE
 namespace vk::cpu {
 // One getter per compiled level, e.g. kernels_isa_avx2(); dispatch.cpp declares them.
 const Kernels& VK_CAT(kernels_, VK_ISA_NAMESPACE)() {
-    static const Kernels k{VK_ISA_LEVEL_NAME, vk::make_table<float>(), vk::make_table<double>()};
+    static const Kernels k{VK_ISA_LEVEL_NAME, vk::make_table<float>(), vk::make_table<double>(),
+                           vk::make_layer_kernels<float>(), vk::make_layer_kernels<double>()};
     return k;
 }
 }  // namespace vk::cpu

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "parallel.hpp"
 #include "vaekernels/kernel_tables.hpp"
 
 namespace vk::cpu {
@@ -17,22 +18,24 @@ namespace vk::cpu {
 template <class T>
 using KernelTable = CpuKernels<T>;
 
+// The dense-layer epilogues (activations.hpp codes), run by dense.cpp on blocks of a layer's output: serial
+// (dense.cpp parallelises over blocks); y and b, d and db never overlap.
+template <class T>
+struct LayerKernels {
+    // y = activation(y + b) on a (rows, cols) block with row stride ld (b null: no bias).
+    void (*bias_activation)(T* y, const T* b, int64_t rows, int64_t cols, int64_t ld, int act);
+    // d = (d scale) activation'(y) on a block (y unused for the linear activation); db[c] = sum_r d[r, c]
+    // unless db is null.
+    void (*activation_grad)(T* d, const T* y, T* db, int64_t rows, int64_t cols, int64_t ld, int act, T scale);
+};
+
 struct Kernels {
     const char* name;
     KernelTable<float> f32;
     KernelTable<double> f64;
+    LayerKernels<float> layer_f32;
+    LayerKernels<double> layer_f64;
 };
-
-// Whether work may go to OpenMP threads. false in a child process forked after this process started its
-// OpenMP thread pool: libgomp's pool does not survive a fork, and the child's first parallel region would
-// wait forever for threads that do not exist. The kernels then run on the calling thread, with the same
-// bits. Evaluate it only when about to go parallel (it records that the pool has started).
-bool openmp_allowed();
-
-// The number of threads a parallel region starts: set_team_size(n) (n >= 1), or OpenMP's default
-// (OMP_NUM_THREADS) after set_team_size(0). Process-wide; results do not depend on it.
-int team_size();
-void set_team_size(int n);
 
 // The raw Philox4x32-10 block function over n (counter, key) pairs (one build: it has no vector loop).
 void philox4x32_10(const Philox4x32_10Args& a);
@@ -47,5 +50,8 @@ const Kernels* kernels_for(const std::string& level);
 template <class T> const KernelTable<T>& table(const Kernels& k);
 template <> inline const KernelTable<float>& table<float>(const Kernels& k) { return k.f32; }
 template <> inline const KernelTable<double>& table<double>(const Kernels& k) { return k.f64; }
+template <class T> const LayerKernels<T>& layer_kernels(const Kernels& k);
+template <> inline const LayerKernels<float>& layer_kernels<float>(const Kernels& k) { return k.layer_f32; }
+template <> inline const LayerKernels<double>& layer_kernels<double>(const Kernels& k) { return k.layer_f64; }
 
 }  // namespace vk::cpu

@@ -432,24 +432,22 @@ void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
     Sampler s(cfg, out);
     cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu::team_size()) if (cpu::openmp_allowed())
-    for (int64_t b = 0; b < n_tiles; ++b) {
+    cpu::parallel_tasks(n_tiles, [&](int64_t b) {
         Tile& t = s.tile(b);
         eval(t, t.x.data(), t.lp);
-    }
+    });
     for (const Phase& seg : s.segments()) {
         if (seg.begin == s.covariance_step()) s.estimate_covariance();
         for (int64_t c0 = seg.begin; c0 < seg.end;) {
             const int64_t c1 = std::min(seg.end, c0 + poll.chunk());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(cpu::team_size()) if (cpu::openmp_allowed())
-            for (int64_t b = 0; b < n_tiles; ++b) {
+            cpu::parallel_tasks(n_tiles, [&](int64_t b) {
                 Tile& t = s.tile(b);
                 for (int64_t step = c0; step < c1; ++step) {
                     s.propose(t, step);
                     eval(t, t.xp.data(), t.lpp);
                     s.accept(t, step);
                 }
-            }
+            });
             poll.after(c1 - c0, c1);
             c0 = c1;
         }
@@ -513,11 +511,17 @@ void run_logistic(const LogisticParams& p, const Config& cfg, Outputs& out) {
 // Python target runs.
 constexpr int64_t kParallelMin = 1 << 18;
 
+template <class F>
+void tiles(bool parallel, int64_t n_tiles, F&& f) {
+    if (parallel) cpu::parallel_tasks(n_tiles, f);
+    else for (int64_t b = 0; b < n_tiles; ++b) f(b);
+}
+
 void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) {
     Sampler s(cfg, out);
     cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
-    [[maybe_unused]] const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
+    const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
     Buffer<double> lp;
     lp.assign(cfg.chains, 0.0);
 
@@ -533,18 +537,16 @@ void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) 
     for (int64_t step = 0; step < s.n_steps(); ++step) {
         if (step == s.covariance_step()) s.estimate_covariance();
         z = target.begin_step();
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (par && cpu::openmp_allowed())
-        for (int64_t b = 0; b < n_tiles; ++b) {
+        tiles(par, n_tiles, [&](int64_t b) {
             s.propose(s.tile(b), step);
             s.write_proposals(s.tile(b), z);
-        }
+        });
         target.end_step(lp.data());
-#pragma omp parallel for schedule(static) num_threads(cpu::team_size()) if (par && cpu::openmp_allowed())
-        for (int64_t b = 0; b < n_tiles; ++b) {
+        tiles(par, n_tiles, [&](int64_t b) {
             Tile& t = s.tile(b);
             Sampler::read_log_prob(t, lp.data(), t.lpp);
             s.accept(t, step);
-        }
+        });
         poll.after(1, step + 1);
     }
     s.finish();

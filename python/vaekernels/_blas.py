@@ -11,6 +11,11 @@ Calls OpenBLAS's own setter in the OpenBLAS libraries loaded into this process (
 installed (any BLAS, but it rescans the loaded libraries on every call).
 ``pinned_blas_threads`` reports whether pinning is possible here. ``blas_threads`` is safe to use from many
 threads at once (the pins are counted) and affects the whole process while any pin is active.
+
+``use_numpy_gemm`` hands the address of NumPy's own ``cblas_sgemm`` / ``cblas_dgemm`` to the C++ MLPs
+(cpp/src/dense.cpp), which call it from the kernels' thread team on fixed blocks; no BLAS of our own is
+shipped or linked. VAEKERNELS_GEMM=builtin (or a NumPy without a CBLAS found here) uses the plain built-in
+GEMM instead: same results to rounding, slower.
 """
 from __future__ import annotations
 
@@ -58,6 +63,58 @@ def _openblas_handles():
     return handles
 
 
+# (sgemm, dgemm, 64-bit integers) symbol names, most specific first: NumPy's scipy-openblas wheels (ILP64),
+# other OpenBLAS builds, then any LP64 CBLAS (MKL, a system OpenBLAS).
+_GEMMS = [("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True), ("cblas_sgemm64_", "cblas_dgemm64_", True),
+          ("scipy_cblas_sgemm", "scipy_cblas_dgemm", False), ("cblas_sgemm", "cblas_dgemm", False)]
+_gemm_source = None
+
+
+def _find_gemm():
+    """(path, sgemm address, dgemm address, ilp64) of a CBLAS GEMM loaded with NumPy, or None."""
+    import numpy  # noqa: F401  (NumPy's BLAS must be loaded before looking for it)
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                p = line.split()[-1]
+                if ".so" in p and any(k in p.lower() for k in ("blas", "mkl")) and p not in paths:
+                    paths.append(p)
+    except OSError:
+        return None
+    paths.sort(key=lambda p: "numpy" not in p)   # NumPy's own first
+    for p in paths:
+        try:
+            lib = ctypes.CDLL(p)
+        except OSError:
+            continue
+        for s_name, d_name, ilp64 in _GEMMS:
+            if hasattr(lib, s_name) and hasattr(lib, d_name):
+                addr = [ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in (s_name, d_name)]
+                return p, addr[0], addr[1], ilp64
+    return None
+
+
+def use_numpy_gemm():
+    """Connect the C++ MLPs to NumPy's GEMM once per process; returns a description of the GEMM in use."""
+    global _gemm_source
+    if _gemm_source is not None:
+        return _gemm_source
+    import os
+    from . import _core
+    with _lock:
+        if _gemm_source is None:
+            found = None if os.environ.get("VAEKERNELS_GEMM", "").lower() == "builtin" else _find_gemm()
+            if found is None:
+                _core.set_blas(0, 0, True)
+                _gemm_source = "built-in GEMM"
+            else:
+                path, s, d, ilp64 = found
+                _core.set_blas(s, d, ilp64)
+                _gemm_source = f"{os.path.basename(path)} ({'ILP64' if ilp64 else 'LP64'} CBLAS)"
+    return _gemm_source
+
+
 def pinned_blas_threads():
     """True if ``blas_threads`` can pin NumPy's BLAS here."""
     if _openblas_handles():
@@ -94,6 +151,14 @@ def _set(n):
         return lambda: None
     limits = ThreadpoolController().limit(limits=int(n), user_api="blas")
     return limits.restore_original_limits
+
+
+def single_threaded():
+    """``blas_threads(1)``, or nothing when a pin to one thread is already active (a training step's passes
+    inside ``fit`` then cost no lock)."""
+    if _pins and min(_pins) == 1:
+        return contextlib.nullcontext()
+    return blas_threads(1)
 
 
 @contextlib.contextmanager

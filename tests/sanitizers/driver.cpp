@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dense.hpp"
 #include "kernels.hpp"
 #include "mcmc.hpp"
 #include "vaekernels/targets.hpp"
@@ -165,6 +166,38 @@ void run_sampler(int64_t chains, int64_t dim, bool independent, bool adapt_cov, 
     guarded([&] { t.run_batch(batch, cfg, out); });
 }
 
+// An MLP forward and backward (the built-in GEMM, every activation) over edge shapes, including widths
+// across the 8-column block alignment and enough work for several blocks per GEMM.
+template <class T>
+void run_mlp(int64_t rows, std::vector<int64_t> sizes, int act, bool params, bool want_dx) {
+    const int n = static_cast<int>(sizes.size()) - 1;
+    std::vector<std::vector<T>> W, b, h, dh, dW, db;
+    for (int i = 0; i < n; ++i) {
+        W.push_back(values<T>(sizes[i] * sizes[i + 1], 11 + i));
+        b.push_back(values<T>(sizes[i + 1], 21 + i));
+        h.emplace_back(static_cast<size_t>(rows * sizes[i + 1]));
+        dh.emplace_back(static_cast<size_t>(rows * sizes[i + 1]));
+        dW.emplace_back(static_cast<size_t>(sizes[i] * sizes[i + 1]));
+        db.emplace_back(static_cast<size_t>(sizes[i + 1]));
+    }
+    std::vector<T> x = values<T>(rows * sizes[0], 5), dx(static_cast<size_t>(rows * sizes[0]));
+    std::vector<const T*> Wp, bp, hp;
+    std::vector<T*> op, dhp, dWp, dbp;
+    for (int i = 0; i < n; ++i) {
+        Wp.push_back(W[i].data()); bp.push_back(b[i].data()); hp.push_back(h[i].data()); op.push_back(h[i].data());
+        dhp.push_back(dh[i].data()); dWp.push_back(dW[i].data()); dbp.push_back(db[i].data());
+    }
+    vk::cpu::MlpForward<T> f{rows, n, sizes.data(), act, x.data(), Wp.data(), bp.data(), op.data()};
+    vk::cpu::mlp_forward<T>(f);
+    std::vector<T> dout = values<T>(rows * sizes[n], 9);
+    vk::cpu::MlpBackward<T> g{rows, n, sizes.data(), act, x.data(), Wp.data(), hp.data(), dout.data(), dhp.data(),
+                              params ? dWp.data() : nullptr, params ? dbp.data() : nullptr,
+                              want_dx ? dx.data() : nullptr, T(-0.01)};
+    vk::cpu::mlp_backward<T>(g);
+    vk::cpu::bias_activation<T>(rows, sizes[1], h[0].data(), b[0].data(), act);
+    vk::cpu::activation_grad<T>(rows, sizes[1], dh[0].data(), h[0].data(), db[0].data(), act, T(2));
+}
+
 }  // namespace
 
 int main() {
@@ -194,6 +227,14 @@ int main() {
                 run_sampler(chains, dim, variant == 1, variant == 2, variant == 3 ? 3 : 1,
                             variant == 3 ? static_cast<mc::Progress*>(&stop) : nullptr);
             }
+    for (int act = 0; act < 6; ++act)
+        for (int64_t rows : {0, 1, 7, 100})
+            for (bool params : {true, false}) {
+                run_mlp<float>(rows, {3, 9, 17, 2}, act, params, !params || act % 2 == 0);
+                run_mlp<double>(rows, {33, 1, 64}, act, params, true);
+            }
+    run_mlp<float>(300, {200, 300, 50}, 1, true, true);   // several blocks per GEMM, both split directions
+    run_mlp<float>(30, {400, 300, 500}, 2, true, true);
     std::puts("sanitized run complete");
     return 0;
 }

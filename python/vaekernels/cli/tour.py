@@ -56,7 +56,7 @@ def kernel_demo(batch=4096, dim=256, dtype=np.float32, seed=0, print_fn=print):
          lambda: reference.reparameterize(mu, logvar, seed)),
     ]
     print_fn(f"vaekernels kernel demo: ({batch}, {dim}) {np.dtype(dtype).name}, SIMD level {_core.simd_level}, "
-             f"OpenMP {'on' if _core.openmp else 'off'}")
+             f"{_core.team_size()} threads")
     print_fn(f"{'kernel':<30}{'vaekernels ms':>15}{'NumPy ms':>12}{'speed-up':>10}{'max |diff| vs reference':>26}")
     rows = []
     for name, fast, slow, ref in cases:

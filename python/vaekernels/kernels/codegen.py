@@ -203,19 +203,54 @@ import typing
 import numpy
 import numpy.typing
 
-__all__: list[str] = ["f32", "f64", "u32", "openmp", "simd_level", "simd_levels", "mcmc_factor_covariance",
-                      "mcmc_run_banana", "mcmc_run_callable", "mcmc_run_gaussian", "mcmc_run_logistic"]
+__all__: list[str] = ["f32", "f64", "u32", "simd_level", "simd_levels", "team_size", "set_team_size",
+                      "mcmc_factor_covariance", "mcmc_run_banana", "mcmc_run_callable", "mcmc_run_gaussian",
+                      "mcmc_run_logistic", "mlp_forward", "mlp_backward", "bias_activation", "activation_grad",
+                      "set_blas", "have_blas"]
 
 Arrays = tuple[numpy.typing.NDArray[typing.Any], ...]
 Extent = tuple[int, ...]        # (rows, cols) for row kernels, (n,) otherwise
 Scalars = tuple[typing.Any, ...]
 
-openmp: bool
 simd_level: str
+Array = numpy.typing.NDArray[typing.Any]
 
 
 def simd_levels() -> list[str]:
     """Instruction-set levels compiled in and usable on this CPU."""
+
+
+def team_size() -> int:
+    """Threads a parallel region of the kernels may use now (the caller included)."""
+
+
+def set_team_size(n: int) -> None:
+    """Threads per parallel region (0: the default, OMP_NUM_THREADS or the usable CPUs). Process-wide."""
+
+
+def mlp_forward(x: Array, W: list[Array], b: list[Array], out: list[Array], activation: int) -> None:
+    """out[i] = activation(in @ W[i] + b[i]) for every layer (none after the last); float32 or float64."""
+
+
+def mlp_backward(x: Array, W: list[Array], h: list[Array], dout: Array, dh: list[Array], dW: list[Array] | None,
+                 db: list[Array], dx: Array | None, activation: int, scale: float) -> bool:
+    """Gradients of an MLP given d loss / d output (scaled, overwritten); True if every dW, db is finite."""
+
+
+def bias_activation(y: Array, b: Array | None, activation: int) -> None:
+    """In place: y (rows, cols) = activation(y + b)."""
+
+
+def activation_grad(d: Array, y: Array | None, db: Array | None, activation: int, scale: float) -> None:
+    """In place: d = (d scale) activation'(y); db = column sums of the new d unless None."""
+
+
+def set_blas(sgemm: int, dgemm: int, ilp64: bool) -> None:
+    """The cblas_sgemm / cblas_dgemm addresses the MLPs call (0, 0: the built-in GEMM)."""
+
+
+def have_blas() -> bool:
+    """Whether the MLPs call a BLAS rather than the built-in GEMM."""
 
 
 def mcmc_factor_covariance(cov: numpy.typing.NDArray[numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64],

@@ -239,3 +239,36 @@ def _from_dlpack(name, a):
 
 _SUBMODULE = {"float32": "f32", "float64": "f64", "uint32": "u32"}
 HOST = HostLib()
+
+
+# -------------------------------------------------------------------------------------------------
+# Prepared calls: validate once, repeat without checks (training loops on buffers they own)
+# -------------------------------------------------------------------------------------------------
+class _Capture(HostLib):
+    """A host library that records the launch instead of running it."""
+
+    def launch(self, kernel, dtype, arrays, extent, scalars):
+        from .. import _core
+        self.fn = getattr(getattr(_core, _SUBMODULE[dtype.name]), kernel.name)
+        self.arrays, self.extent = tuple(arrays), extent
+
+
+class Prepared:
+    """One kernel call validated completely (arrays, shapes, dtypes, outputs given in ``out``) by the same
+    path as the public function, then repeatable with new scalar values and no checks at all:
+    ``p(seed, offset, ...)`` takes the C++ scalars in the order ``p.scalars`` names them. The caller keeps
+    the arrays alive and unchanged in shape, dtype and layout (the Workspace of a VAE does), and keeps
+    offset + the number of draws <= 2**64 (``fit`` checks its step counter once)."""
+
+    __slots__ = ("fn", "arrays", "extent", "scalars")
+
+    def __init__(self, kernel_name, args, out):
+        from .table import BY_NAME
+        kernel = BY_NAME[kernel_name]
+        lib = _Capture()
+        _run(plan(kernel), lib, args, out)
+        self.fn, self.arrays, self.extent = lib.fn, lib.arrays, lib.extent
+        self.scalars = plan(kernel).cpp_scalars
+
+    def __call__(self, *scalars):
+        self.fn(self.arrays, self.extent, scalars)

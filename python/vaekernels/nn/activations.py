@@ -1,134 +1,81 @@
 """Activations, applied in place and differentiated from their *output* alone, so the pre-activation values
 need not be kept: tanh' = 1 - y^2, relu' = [y > 0], sigmoid' = y (1 - y), softplus' = 1 - e^-y,
-elu' = min(y, 0) + 1."""
+elu' = min(y, 0) + 1.
+
+The formulas live once, in C++ (cpp/include/vaekernels/activations.hpp), and run as the epilogues of the
+MLP's GEMMs (``MLP``); the functions here apply them to whole arrays (float32 or float64, C-contiguous, any
+shape): the same bits as inside an MLP on every SIMD level and thread count. NaN stays NaN.
+"""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
+from .. import _core
+
 __all__ = ["ACTIVATIONS", "activation", "apply_activation", "Identity", "Tanh", "ReLU", "Sigmoid", "Softplus",
            "ELU", "GAIN"]
 
 
-# -------------------------------------------------------------------------------------------------
-# Activations (in place; backward from the output)
-# -------------------------------------------------------------------------------------------------
-class Identity:
-    name = "linear"
+def _rows(a, name):
+    """a as a 2-d view (rows, last axis) sharing its memory; a must be a C-contiguous float array."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (the activations work in place)")
+    return a.reshape(-1, a.shape[-1]) if a.ndim >= 1 else a.reshape(1, 1)
 
-    @staticmethod
-    def forward(x):
+
+class _Activation:
+    """An activation: ``forward(x)`` in place, ``backward(y, dy, scratch)`` -> dy * f'(x) in place in dy,
+    from the output y = f(x). ``code`` is its number in the C++ kernels."""
+    name = ""
+    code = -1
+
+    @classmethod
+    def forward(cls, x, scratch=None):
+        _core.bias_activation(_rows(x, "x"), None, cls.code)
         return x
 
-    @staticmethod
-    def backward(y, dy, scratch):
+    @classmethod
+    def backward(cls, y, dy, scratch=None):
+        d = _rows(dy, "dy")
+        if y.shape != dy.shape:
+            raise ValueError(f"y and dy must have the same shape, got {y.shape} and {dy.shape}")
+        _core.activation_grad(d, _rows(y, "y"), None, cls.code, 1.0)
         return dy
 
 
-class Tanh:
-    name = "tanh"
-
-    @staticmethod
-    def forward(x):
-        np.tanh(x, out=x)
-        return x
-
-    @staticmethod
-    def backward(y, dy, scratch):
-        # dx = dy (1 - y^2) = dy - dy y y
-        np.multiply(dy, y, out=scratch)
-        scratch *= y
-        np.subtract(dy, scratch, out=dy)
-        return dy
+class Identity(_Activation):
+    name, code = "linear", 0
 
 
-class ReLU:
-    name = "relu"
-
-    @staticmethod
-    def forward(x):
-        np.maximum(x, 0, out=x)
-        return x
-
-    @staticmethod
-    def backward(y, dy, scratch):
-        np.greater(y, 0, out=scratch)  # 1.0 where the unit was active, else 0.0
-        dy *= scratch
-        return dy
+class Tanh(_Activation):
+    name, code = "tanh", 1
 
 
-class Sigmoid:
-    name = "sigmoid"
-
-    @staticmethod
-    def forward(x):
-        # sigmoid(x) = (1 + tanh(x / 2)) / 2: no exp overflow for large |x|
-        x *= 0.5
-        np.tanh(x, out=x)
-        x += 1
-        x *= 0.5
-        return x
-
-    @staticmethod
-    def backward(y, dy, scratch):
-        # dx = dy y (1 - y)
-        np.subtract(1, y, out=scratch)
-        scratch *= y
-        dy *= scratch
-        return dy
+class ReLU(_Activation):
+    name, code = "relu", 2
 
 
-class Softplus:
-    name = "softplus"
-
-    @staticmethod
-    def forward(x, scratch=None):
-        # softplus(x) = max(x, 0) + log1p(exp(-|x|)): finite for any finite x
-        s = np.abs(x) if scratch is None else np.abs(x, out=scratch)
-        np.negative(s, out=s)
-        np.exp(s, out=s)
-        np.log1p(s, out=s)
-        np.maximum(x, 0, out=x)
-        x += s
-        return x
-
-    @staticmethod
-    def backward(y, dy, scratch):
-        # softplus'(x) = sigmoid(x) = 1 - exp(-y) = -expm1(-y), y = softplus(x) > 0
-        np.negative(y, out=scratch)
-        np.expm1(scratch, out=scratch)
-        np.negative(scratch, out=scratch)
-        dy *= scratch
-        return dy
+class Sigmoid(_Activation):
+    name, code = "sigmoid", 3
 
 
-class ELU:
-    name = "elu"
+class Softplus(_Activation):
+    name, code = "softplus", 4
 
-    @staticmethod
-    def forward(x, scratch=None):
-        s = np.minimum(x, 0) if scratch is None else np.minimum(x, 0, out=scratch)
-        np.expm1(s, out=s)
-        np.maximum(x, 0, out=x)
-        x += s
-        return x
 
-    @staticmethod
-    def backward(y, dy, scratch):
-        # elu'(x) = 1 for x > 0, exp(x) = y + 1 otherwise: min(y, 0) + 1 covers both
-        np.minimum(y, 0, out=scratch)
-        scratch += 1
-        dy *= scratch
-        return dy
+class ELU(_Activation):
+    name, code = "elu", 5
 
 
 ACTIVATIONS = {cls.name: cls for cls in (Identity, Tanh, ReLU, Sigmoid, Softplus, ELU)}
-_NEEDS_SCRATCH_FORWARD = (Softplus, ELU)
 
 # Initial weight scale per activation (std = gain / sqrt(fan_in)): He for the rectifiers, LeCun otherwise.
 GAIN = {"linear": 1.0, "tanh": 1.0, "relu": math.sqrt(2.0), "sigmoid": 1.0, "softplus": 1.0,
-         "elu": math.sqrt(2.0)}
+        "elu": math.sqrt(2.0)}
 
 
 def activation(name):
@@ -141,10 +88,6 @@ def activation(name):
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
 
 
-def apply_activation(act, x, scratch):
-    """Apply ``act`` in place on x (scratch: a buffer of x's shape for the activations that need one)."""
-    if act in _NEEDS_SCRATCH_FORWARD:
-        return act.forward(x, scratch)
+def apply_activation(act, x, scratch=None):
+    """Apply ``act`` in place on x and return x (scratch: unused, kept for compatibility)."""
     return act.forward(x)
-
-

@@ -1,8 +1,13 @@
 """``Linear`` and ``MLP`` with hand-written backward passes, on buffers the caller owns (``MLPBuffers``).
 
-``Linear`` is ``y = x @ W + b`` with ``W`` of shape (n_in, n_out): one BLAS GEMM forward (``np.dot`` with
-``out=``), two backward (``dW = x^T dy``, ``dx = dy W^T``; transposes are free, BLAS reads them as flags).
-``MLP`` chains them with an activation after every layer but the last.
+``Linear`` is ``y = x @ W + b`` with ``W`` of shape (n_in, n_out): one GEMM forward, two backward
+(``dW = x^T dy``, ``dx = dy W^T``). ``MLP`` chains them with an activation after every layer but the last.
+Both run in C++ (cpp/src/dense.cpp), one call per pass for the whole network: every GEMM is split into blocks
+fixed by the shapes, the blocks run on the kernels' thread team, each on a single-threaded GEMM of NumPy's
+own BLAS (``vaekernels._blas.use_numpy_gemm``), with the bias and activation (backward: the activation's
+derivative and the bias gradient's column sums) applied to the block while it is in cache. The bits do not
+depend on the number of threads. The BLAS runs one thread per call during these passes (pinned as
+``_blas.blas_threads(1)``, process-wide while a pass runs).
 
 Threads: forward passes only read the weights and write the caller's buffers (one set of buffers per
 thread); backward passes also write the shared gradient vector (one thread per instance).
@@ -13,8 +18,9 @@ import math
 
 import numpy as np
 
+from .. import _blas, _core
 from ..kernels import randn
-from .activations import GAIN, activation, apply_activation
+from .activations import GAIN, activation
 
 __all__ = ["Linear", "MLP", "MLPBuffers"]
 
@@ -26,6 +32,7 @@ class Linear:
     """y = x @ W + b, W (n_in, n_out), b (n_out,), both views into a ``Parameters`` object."""
 
     def __init__(self, params, prefix):
+        _blas.use_numpy_gemm()
         self.W = params.values[prefix + ".W"]
         self.b = params.values[prefix + ".b"]
         self.dW = params.grads[prefix + ".W"]
@@ -45,18 +52,15 @@ class Linear:
 
     def forward(self, x, out):
         """out (B, n_out) = x (B, n_in) @ W + b."""
-        np.dot(x, self.W, out=out)
-        out += self.b
+        with _blas.single_threaded():
+            _core.mlp_forward(x, [self.W], [self.b], [out], 0)
         return out
 
     def backward(self, x, dy, dx=None, params=True):
         """Write dW = x^T dy and db = sum_rows dy into the gradient views (unless params is False: then
-        only the input gradient is formed); dx = dy W^T if dx is given."""
-        if params:
-            np.dot(x.T, dy, out=self.dW)
-            np.add.reduce(dy, axis=0, out=self.db)
-        if dx is not None:
-            np.dot(dy, self.W.T, out=dx)
+        only the input gradient is formed); dx = dy W^T if dx is given. dy is not modified."""
+        with _blas.single_threaded():
+            _core.mlp_backward(x, [self.W], [], dy, [], [self.dW] if params else None, [self.db], dx, 0, 1.0)
         return dx
 
 
@@ -73,6 +77,10 @@ class MLP:
         self.sizes = tuple(sizes)
         self.act = activation(activation_name)
         self.layers = [Linear(params, f"{prefix}.{i}") for i in range(len(sizes) - 1)]
+        self._W = [layer.W for layer in self.layers]
+        self._b = [layer.b for layer in self.layers]
+        self._dW = [layer.dW for layer in self.layers]
+        self._db = [layer.db for layer in self.layers]
 
     @staticmethod
     def spec(prefix, sizes):
@@ -90,37 +98,27 @@ class MLP:
 
     def forward(self, x, buf):
         """Run x (B, n_in) through the network; returns buf.out (B, n_out). Activations stay in buf.h."""
-        h = x
-        for i, layer in enumerate(self.layers):
-            y = buf.out if i == len(self.layers) - 1 else buf.h[i]
-            layer.forward(h, y)
-            if i < len(self.layers) - 1:
-                apply_activation(self.act, y, buf.scratch[i])
-            h = y
+        with _blas.single_threaded():
+            _core.mlp_forward(x, self._W, self._b, buf.outputs, self.act.code)
         return buf.out
 
-    def backward(self, x, dout, buf, dx=None, params=True):
-        """Given dout = d loss / d output (B, n_out), fill every layer's parameter gradients (params=False:
-        skip them, for the input gradient alone); write d loss / d x into dx if given. dout and buf.dh are
-        overwritten."""
-        d = dout
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            inp = x if i == 0 else buf.h[i - 1]
-            if i == 0:
-                layer.backward(inp, d, dx, params)
-            else:
-                layer.backward(inp, d, buf.dh[i - 1], params)
-                d = self.act.backward(buf.h[i - 1], buf.dh[i - 1], buf.scratch[i - 1])
-        return dx
+    def backward(self, x, dout, buf, dx=None, params=True, scale=1.0):
+        """Given dout = d loss / d output (B, n_out), times ``scale``, fill every layer's parameter gradients
+        (params=False: skip them, for the input gradient alone); write d loss / d x into dx if given. dout
+        and buf.dh are overwritten. Returns whether every parameter gradient is finite."""
+        with _blas.single_threaded():
+            return _core.mlp_backward(x, self._W, buf.h, dout, buf.dh, self._dW if params else None, self._db, dx,
+                                      self.act.code, scale)
 
 
 class MLPBuffers:
-    """Work buffers of one MLP for batches of B rows: activations h, their gradients dh, scratch, output."""
+    """Work buffers of one MLP for batches of B rows: activations h, their gradients dh, the output."""
 
-    def __init__(self, mlp, batch, dtype):
-        hidden = mlp.sizes[1:-1]
-        self.h = [np.empty((batch, n), dtype) for n in hidden]
-        self.dh = [np.empty((batch, n), dtype) for n in hidden]
-        self.scratch = [np.empty((batch, n), dtype) for n in hidden]
-        self.out = np.empty((batch, mlp.sizes[-1]), dtype)
+    def __init__(self, mlp, batch, dtype, arrays=None):
+        if arrays is None:
+            hidden = mlp.sizes[1:-1]
+            arrays = {"h": [np.empty((batch, n), dtype) for n in hidden],
+                      "dh": [np.empty((batch, n), dtype) for n in hidden],
+                      "out": np.empty((batch, mlp.sizes[-1]), dtype)}
+        self.h, self.dh, self.out = list(arrays["h"]), list(arrays["dh"]), arrays["out"]
+        self.outputs = self.h + [self.out]

@@ -211,35 +211,39 @@ class VAE(Training, Evaluation, Checkpoints):
     # ---------------------------------------------------------------------------------------------
     def _forward(self, ws, x, seed, offset):
         """Encoder, latent sample, decoder, log-likelihood. Leaves everything backward needs in ws.
-        Returns (sum of loglik, sum of kl) over the rows as Python floats."""
+        Returns (sum of loglik, sum of kl) over the rows as Python floats. The kernels run as the workspace's
+        prepared calls (validated once when the workspace was built, no checks per step)."""
         L = self.n_latent
-        head = self._encoder.forward(x, ws.enc)
+        if x is not ws.x:
+            np.copyto(ws.x, x)
+        k = ws.calls(self)
+        head = self._encoder.forward(ws.x, ws.enc)
         np.copyto(ws.mu, head[:, :L])
         np.copyto(ws.logvar, head[:, L:])
-        ops.latent_forward(ws.mu, ws.logvar, seed, offset, out=(ws.z, ws.kl))
-        out = self._decoder.forward(ws.z, ws.dec)
-        if self.likelihood == "bernoulli":
-            ops.bernoulli_log_prob_and_grad(x, out, out=(ws.loglik, ws.dout))
-        else:
+        k.latent_forward(seed, offset)
+        self._decoder.forward(ws.z, ws.dec)
+        if self.likelihood == "gaussian":
             np.copyto(ws.x_logvar, self._params.values["dec.logvar"])
-            ops.normal_log_prob_and_grad(x, out, ws.x_logvar, out=(ws.loglik, ws.dout, ws.dx_logvar))
+        k.log_prob_and_grad()
         return float(np.add.reduce(ws.loglik)), float(np.add.reduce(ws.kl))
 
-    def _backward(self, ws, x, seed, offset, kl_weight):
-        """Gradients of the mean negative (kl-weighted) ELBO into the flat gradient vector."""
+    def _backward(self, ws, seed, offset, kl_weight):
+        """Gradients of the mean negative (kl-weighted) ELBO into the flat gradient vector, for the batch of
+        the last ``_forward`` on ws. Returns whether every gradient is finite."""
         L = self.n_latent
-        scale = -1.0 / ws.rows  # d loss / d loglik_i
-        ws.dout *= scale
+        scale = -1.0 / ws.rows  # d loss / d loglik_i, applied once inside the decoder's backward pass
+        finite = True
         if self.likelihood == "gaussian":
             g = self._params.grads["dec.logvar"]
             np.sum(ws.dx_logvar, axis=0, out=g)
             g *= scale
-        self._decoder.backward(ws.z, ws.dout, ws.dec, dx=ws.dz)
-        ops.latent_backward(ws.dz, ws.mu, ws.logvar, seed, offset, kl_weight / ws.rows,
-                            out=(ws.dmu, ws.dlogvar))
+            finite = bool(np.isfinite(np.add.reduce(g)))
+        finite &= self._decoder.backward(ws.z, ws.dout, ws.dec, dx=ws.dz, scale=scale)
+        ws.calls(self).latent_backward(seed, offset, kl_weight / ws.rows)
         np.copyto(ws.dhead[:, :L], ws.dmu)
         np.copyto(ws.dhead[:, L:], ws.dlogvar)
-        self._encoder.backward(x, ws.dhead, ws.enc, dx=None)
+        finite &= self._encoder.backward(ws.x, ws.dhead, ws.enc, dx=None)
+        return finite
 
     def _as_model_dtype(self, name, a):
         """``a`` as an array of the model's dtype (real numbers are converted, anything else is refused)."""
@@ -288,7 +292,7 @@ class VAE(Training, Evaluation, Checkpoints):
         with self._exclusive("loss_and_grad"), _blas.blas_threads(1):
             ws = self._workspace(x.shape[0])
             sum_ll, sum_kl = self._forward(ws, x, seed, offset)
-            self._backward(ws, x, seed, offset, kl_weight)
+            self._backward(ws, seed, offset, kl_weight)
             loss = -(sum_ll - kl_weight * sum_kl) / x.shape[0]
             return loss, {k: v.copy() for k, v in self._params.grads.items()}
 

@@ -19,6 +19,7 @@ from .._progress import progress_bar
 from .._signals import SigintGuard
 from .. import kernels as ops
 from ..kernels import validate as V
+from ..kernels.dispatch import Prepared
 from ..random import derive_seed
 
 __all__ = ["linear_warmup", "STEP_STRIDE"]
@@ -100,6 +101,9 @@ class Training:
 
         n = X.shape[0]
         n_batches = -(-n // batch_size)
+        if self.step + epochs * n_batches >= STEP_STRIDE - 1:   # step * STEP_STRIDE + draws < 2**64
+            raise ValueError(f"a model trains for fewer than 2**32 - 1 steps in all: it has taken {self.step}, "
+                             f"and this fit would add {epochs * n_batches}")
         history = {k: [] for k in ("epoch", "elbo", "recon", "kl", "kl_weight", "lr", "seconds")}
         if Xval is not None:
             history.update(val_elbo=[], val_recon=[], val_kl=[])
@@ -121,6 +125,9 @@ class Training:
                     history, bar, callback, permutation, guard):
         b1, b2, eps, weight_decay = adam
         n = X.shape[0]
+        p = self._params
+        adam = Prepared("adam_step", (p.flat, p.grad_flat, self._adam_m, self._adam_v, 1, 0.0, b1, b2, eps,
+                                      weight_decay), None)
         for e in range(epochs):
             t0 = time.perf_counter()
             lr_e = float(lr_fn(self.epoch))
@@ -142,17 +149,15 @@ class Training:
                     np.take(X, idx, axis=0, out=ws.x, mode="clip")
                 w = float(kl_fn(self.epoch + b / n_batches))
                 ll, kl = self._forward(ws, ws.x, seeds["noise"], offset)
-                self._backward(ws, ws.x, seeds["noise"], offset, w)
-                if not (math.isfinite(ll) and math.isfinite(kl)
-                        and math.isfinite(float(np.add.reduce(self._params.grad_flat)))):
+                finite = self._backward(ws, seeds["noise"], offset, w)
+                if not (finite and math.isfinite(ll) and math.isfinite(kl)):
                     raise FloatingPointError(
                         f"non-finite loss or gradient at epoch {self.epoch} (0-based; epoch {e} of this "
                         f"fit), batch {b} of {n_batches}: sum log p(x|z) = {ll}, sum KL = {kl}; "
                         f"the parameters are those after the last finite step (step {self.step}). "
                         f"Try a lower learning rate.")
                 with guard.critical:        # parameters, optimiser state and counter move together
-                    ops.adam_step(self._params.flat, self._params.grad_flat, self._adam_m, self._adam_v,
-                                  self.step + 1, lr_e, b1, b2, eps, weight_decay)
+                    adam(self.step + 1, lr_e, b1, b2, eps, weight_decay)
                     self.step += 1
                 sum_ll += ll
                 sum_kl += kl

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
+from ..kernels.dispatch import Prepared
 
 __all__ = ["Workspace"]
 
@@ -37,21 +38,24 @@ class Workspace:
                 for i in range(len(b.h)):
                     arrays[f"{prefix}.h{i}"] = b.h[i]
                     arrays[f"{prefix}.dh{i}"] = b.dh[i]
-                    arrays[f"{prefix}.s{i}"] = b.scratch[i]
         self._arrays = arrays
         self.__dict__.update({k.replace(".", "_"): v for k, v in arrays.items()})
         self.enc = self._mlp_buffers(model._encoder, "enc")
         self.dec = self._mlp_buffers(model._decoder, "dec")
         self._views = {}
+        self._calls = None
+
+    def calls(self, model):
+        """The training step's kernels on these buffers, validated once (``kernels.dispatch.Prepared``)."""
+        if self._calls is None:
+            self._calls = _StepCalls(self, model)
+        return self._calls
 
     def _mlp_buffers(self, mlp, prefix):
-        b = nn.MLPBuffers.__new__(nn.MLPBuffers)
         n = len(mlp.sizes) - 2
-        b.h = [self._arrays[f"{prefix}.h{i}"] for i in range(n)]
-        b.dh = [self._arrays[f"{prefix}.dh{i}"] for i in range(n)]
-        b.scratch = [self._arrays[f"{prefix}.s{i}"] for i in range(n)]
-        b.out = self._arrays[prefix + ".out"]
-        return b
+        return nn.MLPBuffers(mlp, self.rows, None, {"h": [self._arrays[f"{prefix}.h{i}"] for i in range(n)],
+                                                    "dh": [self._arrays[f"{prefix}.dh{i}"] for i in range(n)],
+                                                    "out": self._arrays[prefix + ".out"]})
 
     def view(self, model, n):
         if n == self.rows:
@@ -63,3 +67,20 @@ class Workspace:
         return w
 
 
+
+
+class _StepCalls:
+    """latent_forward(seed, offset), log_prob_and_grad(), latent_backward(seed, offset, kl_weight) on the
+    buffers of one workspace."""
+
+    def __init__(self, ws, model):
+        self.latent_forward = Prepared("latent_forward", (ws.mu, ws.logvar, 0, 0), (ws.z, ws.kl))
+        self.latent_backward = Prepared("latent_backward", (ws.dz, ws.mu, ws.logvar, 0, 0, 1.0),
+                                        (ws.dmu, ws.dlogvar))
+        assert self.latent_forward.scalars == ("seed", "offset")
+        assert self.latent_backward.scalars == ("seed", "offset", "kl_weight")
+        if model.likelihood == "bernoulli":
+            self.log_prob_and_grad = Prepared("bernoulli_log_prob_and_grad", (ws.x, ws.dec.out), (ws.loglik, ws.dout))
+        else:
+            self.log_prob_and_grad = Prepared("normal_log_prob_and_grad", (ws.x, ws.dec.out, ws.x_logvar),
+                                              (ws.loglik, ws.dout, ws.dx_logvar))
