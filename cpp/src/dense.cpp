@@ -94,6 +94,19 @@ constexpr double kFlopsPerPart = 4e6;     // ~0.1 ms of single-threaded GEMM
 constexpr int64_t kMaxParts = 8;
 constexpr double kEpilogueFlops = 20.0;   // an epilogue element against GEMM flops, for the split
 
+// Regions with less work than this (about 50 us) run their tasks on the caller (the same tasks: the same
+// bits): handing less to another core costs about what it saves.
+constexpr double kParallelFlops = 4e6;
+
+template <class F>
+void run_blocks(int64_t n, double flops, F&& f) {
+    if (flops < kParallelFlops) {
+        for (int64_t t = 0; t < n; ++t) f(t);
+    } else {
+        parallel_tasks(n, f);
+    }
+}
+
 struct Split {
     int64_t step, n;
     int64_t begin(int64_t p) const { return p * step; }
@@ -117,14 +130,14 @@ void gemm_blocks(int64_t m, int64_t n, int64_t k, const T* a, const T* b, bool t
     const int64_t ldb = tb ? k : n;
     if (m <= n) {
         const Split s = split(n, flops, 8);
-        parallel_tasks(s.n, [&](int64_t p) {
+        run_blocks(s.n, flops, [&](int64_t p) {
             const int64_t c0 = s.begin(p), c1 = s.end(p, n);
             gemm<T>(false, tb, m, c1 - c0, k, a, k, tb ? b + c0 * ldb : b + c0, ldb, c + c0, n);
             epilogue(int64_t{0}, m, c0, c1);
         });
     } else {
         const Split s = split(m, flops, 8);
-        parallel_tasks(s.n, [&](int64_t p) {
+        run_blocks(s.n, flops, [&](int64_t p) {
             const int64_t r0 = s.begin(p), r1 = s.end(p, m);
             gemm<T>(false, tb, r1 - r0, n, k, a + r0 * k, k, b, ldb, c + r0 * n, n);
             epilogue(r0, r1, int64_t{0}, n);
@@ -189,8 +202,9 @@ bool mlp_backward(const MlpBackward<T>& a) {
     std::atomic<bool> finite{true};
     {   // the output layer's gradient, scaled once (no activation after the last layer)
         const int64_t n = a.sizes[a.n_layers];
-        const Split s = split(rows, kEpilogueFlops * static_cast<double>(rows * n), 8);
-        parallel_tasks(s.n, [&](int64_t p) {
+        const double work = kEpilogueFlops * static_cast<double>(rows * n);
+        const Split s = split(rows, work, 8);
+        run_blocks(s.n, work, [&](int64_t p) {
             const int64_t r0 = s.begin(p), r1 = s.end(p, rows);
             lk.activation_grad(a.dout + r0 * n, nullptr, nullptr, r1 - r0, n, n, 0, a.scale);
         });
@@ -206,7 +220,7 @@ bool mlp_backward(const MlpBackward<T>& a) {
         const bool dx_by_cols = rows <= k;                      // as in gemm_blocks: repack the smaller operand
         const Split sx = dx == nullptr ? Split{1, 0} : split(dx_by_cols ? k : rows, flops, 8);
         const T* W = a.W[i];
-        parallel_tasks(sw.n + sx.n, [&](int64_t p) {
+        run_blocks(sw.n + sx.n, (sw.n > 0 ? flops : 0.0) + (sx.n > 0 ? flops : 0.0), [&](int64_t p) {
             if (p < sw.n) {        // db and dW = in^T d for columns [c0, c1)
                 const int64_t c0 = sw.begin(p), c1 = sw.end(p, n);
                 T* dW = a.dW[i];
@@ -232,8 +246,9 @@ bool mlp_backward(const MlpBackward<T>& a) {
 template <class T>
 void bias_activation(int64_t rows, int64_t cols, T* y, const T* b, int act) {
     const LayerKernels<T>& lk = layer_kernels<T>(kernels());
-    const Split s = split(rows, kEpilogueFlops * static_cast<double>(rows) * static_cast<double>(cols), 8);
-    parallel_tasks(s.n, [&](int64_t p) {
+    const double work = kEpilogueFlops * static_cast<double>(rows) * static_cast<double>(cols);
+    const Split s = split(rows, work, 8);
+    run_blocks(s.n, work, [&](int64_t p) {
         const int64_t r0 = s.begin(p), r1 = s.end(p, rows);
         lk.bias_activation(y + r0 * cols, b, r1 - r0, cols, cols, act);
     });
@@ -242,8 +257,9 @@ void bias_activation(int64_t rows, int64_t cols, T* y, const T* b, int act) {
 template <class T>
 void activation_grad(int64_t rows, int64_t cols, T* d, const T* y, T* db, int act, T scale) {
     const LayerKernels<T>& lk = layer_kernels<T>(kernels());
-    const Split s = split(cols, kEpilogueFlops * static_cast<double>(rows) * static_cast<double>(cols), 8);
-    parallel_tasks(s.n, [&](int64_t p) {
+    const double work = kEpilogueFlops * static_cast<double>(rows) * static_cast<double>(cols);
+    const Split s = split(cols, work, 8);
+    run_blocks(s.n, work, [&](int64_t p) {
         const int64_t c0 = s.begin(p), c1 = s.end(p, cols);
         lk.activation_grad(d + c0, y == nullptr ? nullptr : y + c0, db == nullptr ? nullptr : db + c0, rows,
                            c1 - c0, cols, act, scale);

@@ -29,7 +29,7 @@ using std::uint64_t;
 
 constexpr int kLanes = 16;
 constexpr int64_t kChunk = 1024;               // elements per work buffer (fits L1 with a few buffers)
-constexpr int64_t kParallelMin = 32768;        // below this many elements one thread is faster
+constexpr int64_t kParallelMin = 65536;        // below this many elements one thread is faster
 
 // ---------------------------------------------------------------------------------------------
 // Row-sum helpers: fixed lane partition, fixed combination tree

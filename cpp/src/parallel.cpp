@@ -30,10 +30,20 @@ namespace vk::cpu {
 
 namespace {
 
-// How long an idle worker polls for the next region before it sleeps. A training step calls a few dozen
-// regions with microseconds of Python between them; a sleeping worker costs a wake-up (tens of us) but
-// never delays a region (the caller starts without it).
-constexpr auto kSpin = std::chrono::microseconds(200);
+// How long an idle worker polls for the next region before it sleeps (about GNU OpenMP's default). A training
+// step runs its regions a few hundred microseconds apart; a worker woken from sleep arrives tens of
+// microseconds late and then holds up the caller on the task it claims (measured: the digits VAE's 8 MFLOP
+// regions ran slower on two threads than on one with a 0.2 ms spin). Spinning costs nothing on an idle core;
+// on a busy one the team stands down after a stall (kBackoff) and the worker goes to sleep.
+constexpr auto kSpin = std::chrono::milliseconds(1);
+
+// Stalls: a worker descheduled while it holds a task (its core busy with another process) keeps the caller
+// waiting for a scheduler time slice (milliseconds). After such a wait the team stands down for kBackoff:
+// regions run on their callers alone, as fast as one thread, then the team is tried again. On an idle
+// machine a wait never exceeds the caller's own share of a region, so this never triggers there.
+using Clock = std::chrono::steady_clock;
+constexpr auto kStall = std::chrono::microseconds(500);
+constexpr auto kBackoff = std::chrono::milliseconds(100);
 
 int default_team_size() {
     if (const char* env = std::getenv("OMP_NUM_THREADS"); env != nullptr) {
@@ -107,8 +117,17 @@ public:
             { std::lock_guard<std::mutex> lock(sleep_mutex_); }
             wake_.notify_all();
         }
+        const auto start = Clock::now();
         work_on(*job);
-        while (job->finished.load(std::memory_order_acquire) < n) wait_a_little();
+        if (job->finished.load(std::memory_order_acquire) < n) {
+            const auto own_work_done = Clock::now();
+            while (job->finished.load(std::memory_order_acquire) < n) wait_a_little();
+            const auto waited = Clock::now() - own_work_done;
+            // A worker that kept the caller waiting longer than the caller's own share of the work, and
+            // longer than kStall, lost its core (another process, most likely): run alone for a while.
+            if (waited > kStall && waited > own_work_done - start)
+                backoff_until_.store((Clock::now() + kBackoff).time_since_epoch().count(), std::memory_order_relaxed);
+        }
         current_.store(nullptr);
         if (job->error) {
             std::exception_ptr e = job->error;
@@ -162,7 +181,16 @@ private:
         }
     }
 
+public:
+    // Whether regions should run on their caller alone for now (after a stall).
+    bool backing_off() const {
+        const auto until = backoff_until_.load(std::memory_order_relaxed);
+        return until != 0 && Clock::now().time_since_epoch().count() < until;
+    }
+
+private:
     std::mutex submit_mutex_;
+    std::atomic<Clock::rep> backoff_until_{0};
     std::vector<int> workers_;
     Job slots_[4];
     std::atomic<Job*> current_{nullptr};
@@ -213,7 +241,10 @@ void set_team_size(int n) { g_team_size.store(n < 0 ? 0 : n, std::memory_order_r
 void run_tasks(int64_t n_tasks, TaskFn fn, void* ctx) {
     if (n_tasks <= 0) return;
     const int max_workers = static_cast<int>(std::min<int64_t>(team_size() - 1, n_tasks - 1));
-    if (max_workers > 0 && team().run(fn, ctx, n_tasks, max_workers)) return;
+    if (max_workers > 0) {
+        Team& t = team();
+        if (!t.backing_off() && t.run(fn, ctx, n_tasks, max_workers)) return;
+    }
     Job job;                       // one thread, or the team is busy: the caller runs every task
     job.fn = fn;
     job.ctx = ctx;

@@ -9,8 +9,12 @@
 // task) never makes anyone wait: the region then runs on the calling thread alone. Tasks are fixed by the
 // problem, never by the team, so results do not depend on which thread ran what.
 //
-// Waiting: an idle worker spins for a short while (a training step's kernels come back to back), then
-// sleeps on a condition variable. Fork: a child forked after the team started gets a fresh team on its
+// A region whose caller had to wait on a descheduled worker (longer than 0.5 ms and than its own share)
+// makes the team stand down for 100 ms: regions then run on their callers alone, at one thread's speed,
+// rather than stalling a scheduler time slice each (parallel.cpp, kStall / kBackoff).
+//
+// Waiting: an idle worker spins for 1 ms (a training step's regions come a few hundred microseconds apart),
+// then sleeps on a condition variable. Fork: a child forked after the team started gets a fresh team on its
 // first region (the parent's threads do not exist there).
 #pragma once
 

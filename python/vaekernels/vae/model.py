@@ -78,8 +78,8 @@ class VAE(Training, Evaluation, Checkpoints):
         self._params = nn.Parameters(spec, self.dtype)
         self._encoder = nn.MLP(self._params, "enc", enc_sizes, activation)
         self._decoder = nn.MLP(self._params, "dec", dec_sizes, activation)
-        self._adam_m = np.zeros(self._params.size, self.dtype)
-        self._adam_v = np.zeros(self._params.size, self.dtype)
+        self._adam_m = nn.staggered_zeros(self._params.size, self.dtype, 2)   # apart from the parameters and
+        self._adam_v = nn.staggered_zeros(self._params.size, self.dtype, 3)   # gradients (see its docstring)
         self.step = 0    # Adam steps taken (the bias-correction counter)
         self.epoch = 0   # epochs completed by fit
         self.history = {}

@@ -21,23 +21,20 @@ class Workspace:
         if arrays is None:
             D, L, dt = model.n_inputs, model.n_latent, model.dtype
             e, d = model._encoder, model._decoder
-            arrays = {
-                "x": np.empty((rows, D), dt), "grey": np.empty((rows, D), dt), "u": np.empty((rows, D), dt),
-                "mu": np.empty((rows, L), dt), "logvar": np.empty((rows, L), dt),
-                "z": np.empty((rows, L), dt), "kl": np.empty(rows, dt), "loglik": np.empty(rows, dt),
-                "dz": np.empty((rows, L), dt), "dmu": np.empty((rows, L), dt),
-                "dlogvar": np.empty((rows, L), dt), "dhead": np.empty((rows, 2 * L), dt),
-                "dout": np.empty((rows, D), dt),
+            shapes = {
+                "x": (rows, D), "grey": (rows, D), "u": (rows, D), "mu": (rows, L), "logvar": (rows, L),
+                "z": (rows, L), "kl": (rows,), "loglik": (rows,), "dz": (rows, L), "dmu": (rows, L),
+                "dlogvar": (rows, L), "dhead": (rows, 2 * L), "dout": (rows, D),
+                "enc.out": (rows, e.sizes[-1]), "dec.out": (rows, d.sizes[-1]),
             }
             if model.likelihood == "gaussian":
-                arrays["x_logvar"] = np.empty((rows, D), dt)
-                arrays["dx_logvar"] = np.empty((rows, D), dt)
+                shapes["x_logvar"] = shapes["dx_logvar"] = (rows, D)
             for prefix, mlp in (("enc", e), ("dec", d)):
-                b = nn.MLPBuffers(mlp, rows, dt)
-                arrays[prefix + ".out"] = b.out
-                for i in range(len(b.h)):
-                    arrays[f"{prefix}.h{i}"] = b.h[i]
-                    arrays[f"{prefix}.dh{i}"] = b.dh[i]
+                for i, n in enumerate(mlp.sizes[1:-1]):
+                    shapes[f"{prefix}.h{i}"] = shapes[f"{prefix}.dh{i}"] = (rows, n)
+            # every buffer at its own offset within a page: kernels stream several at once (x, logits and
+            # their gradient in the likelihood), and same-offset streams alias (nn.staggered_zeros)
+            arrays = {k: nn.staggered_zeros(shape, dt, 4 + i) for i, (k, shape) in enumerate(shapes.items())}
         self._arrays = arrays
         self.__dict__.update({k.replace(".", "_"): v for k, v in arrays.items()})
         self.enc = self._mlp_buffers(model._encoder, "enc")
