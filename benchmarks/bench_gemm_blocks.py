@@ -3,7 +3,8 @@
 Every variant computes the same fixed blocks (so its bits do not depend on the thread count), each block on
 a single-threaded GEMM of NumPy's OpenBLAS:
   numpy 1 thread      np.dot on the whole matrix, BLAS pinned to one thread (vaekernels 0.1's training step)
-  python threads      the blocks as np.dot calls (which release the GIL) on a 2-thread ThreadPoolExecutor
+  python threads      two blocks as np.dot calls (which release the GIL) on a 2-thread ThreadPoolExecutor:
+                      forward by rows (np.dot's out= must be C-contiguous), backward dW beside dx
   vaekernels C++      the blocks on the kernels' thread team from C++ (nn.MLP / cpp/src/dense.cpp), with the
                       bias added in the same pass
 Shapes: the layers of the MNIST VAE (784-200-200-50, batch 100), forward (x W + b) and the two backward GEMMs
@@ -53,17 +54,16 @@ def main():
             d = rng.standard_normal((BATCH, n), dtype=np.float32)
             y, dW, db, dx = (np.empty((BATCH, n), np.float32), np.empty_like(W), np.empty_like(b),
                              np.empty_like(x))
-            half_n, half_k = n // 2, k // 2
 
             def fwd_numpy():
                 np.dot(x, W, out=y)
-                y += b
+                np.add(y, b, out=y)
 
             def fwd_threads():
-                def part(c0, c1):
-                    np.dot(x, W[:, c0:c1], out=y[:, c0:c1])   # strided out: NumPy computes into a temporary
-                    y[:, c0:c1] += b[c0:c1]
-                list(pool.map(lambda c: part(*c), [(0, half_n), (half_n, n)]))
+                def part(r0, r1):   # row blocks: np.dot wants a C-contiguous out=
+                    np.dot(x[r0:r1], W, out=y[r0:r1])
+                    np.add(y[r0:r1], b, out=y[r0:r1])
+                list(pool.map(lambda r: part(*r), [(0, BATCH // 2), (BATCH // 2, BATCH)]))
 
             def fwd_cpp():
                 _core.mlp_forward(x, [W], [b], [y], 0)

@@ -8,10 +8,11 @@ Models (tanh, Bernoulli decoder, Adam lr 1e-3, same initial weights in every fra
 
 Each peer gets its best configuration: torch.set_num_threads(n), torch.addmm for the affine layers,
 fused BCE-with-logits and torch.optim.Adam(fused=True) where available; JAX jits one epoch (shuffle +
-lax.scan over the batches + optax.adam) and XLA's CPU pool is limited to n threads; vaekernels runs with
+lax.scan over the batches + optax.adam) with XLA's flags for n threads; vaekernels runs with
 OMP_NUM_THREADS=n (its thread team; fit pins NumPy's BLAS to one thread per GEMM block, its default).
 Every (peer, data set, thread count) runs in a process of its own, with the thread environment set before
-any library loads, so no two OpenMP or BLAS pools share a process. No BLAS core override for anyone: where
+any library loads, so no two OpenMP or BLAS pools share a process, and held to n CPUs (sched_setaffinity):
+XLA's CPU runtime uses more threads than its flags say. No BLAS core override for anyone: where
 the environment sets OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE, both are removed for the whole run (every peer
 alike), and the report names the OpenBLAS kernel NumPy's OpenBLAS chose (threadpoolctl).
 
@@ -201,8 +202,21 @@ def _cpu_name():
     return platform.processor() or "unknown CPU"
 
 
+def _restrict_cpus(threads):
+    """Run this worker on `threads` CPUs (Linux): every peer gets exactly the cores its thread count says.
+    Thread settings alone do not do that for XLA: with --xla_cpu_multi_thread_eigen=false it still ran a
+    "1-thread" MNIST epoch on 1.3 cores here (0.65 s; 0.88 s when held to one CPU)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "all CPUs (no sched_setaffinity here)"
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads < len(cpus):
+        os.sched_setaffinity(0, cpus[:threads])
+    return f"CPUs {sorted(os.sched_getaffinity(0))}"
+
+
 def worker(args):
     threads = args.worker_threads
+    cpus = _restrict_cpus(threads) if args.pin_cpus else "not restricted"
     dataset, fw = args.datasets, args.frameworks
     X, X_eval = load(dataset, args.mnist_rows)
     _, params = init_params(dataset)
@@ -212,14 +226,14 @@ def worker(args):
     row = {"dataset": dataset, "framework": fw, "threads": threads, "epochs": epochs + 1, "rows": len(X),
            "sec_per_epoch": timed[len(timed) // 2], "min_sec_per_epoch": timed[0],
            "last_epoch_train_elbo": train_elbo, "final_elbo": final_elbo(dataset, trained, X_eval),
-           "openblas_core": _openblas_core(), "cpu": _cpu_name()}
+           "openblas_core": _openblas_core(), "cpu": _cpu_name(), "cpus": cpus}
     print(json.dumps(row))
 
 
-def _worker_cmd(args, dataset, fw, threads):
+def _worker_cmd(args, dataset, fw, threads, pin=True):
     return [sys.executable, os.path.abspath(__file__), "--worker-threads", str(threads), "--datasets", dataset,
             "--frameworks", fw, "--digits-epochs", str(args.digits_epochs), "--mnist-epochs", str(args.mnist_epochs),
-            "--mnist-rows", str(args.mnist_rows)]
+            "--mnist-rows", str(args.mnist_rows), "--pin-cpus", "1" if pin else "0"]
 
 
 def under_load(args, base):
@@ -242,8 +256,9 @@ def under_load(args, base):
                 env = dict(base, OMP_NUM_THREADS="1") if threads == 1 else dict(base)
                 hog = subprocess.Popen([sys.executable, "-c", busy_code]) if busy else None
                 try:
-                    r = subprocess.run(_worker_cmd(args, dataset, "vaekernels", max(threads, 1)), env=env,
-                                       stdout=subprocess.PIPE, text=True)
+                    # not held to CPUs here: the scheduler places the team and the other process
+                    r = subprocess.run(_worker_cmd(args, dataset, "vaekernels", max(threads, 1), pin=False),
+                                       env=env, stdout=subprocess.PIPE, text=True)
                 finally:
                     if hog is not None:
                         hog.kill()
@@ -264,12 +279,16 @@ def main():
     ap.add_argument("--digits-epochs", type=int, default=100, help="timed epochs on digits (+1 warm-up)")
     ap.add_argument("--mnist-epochs", type=int, default=3, help="timed epochs on MNIST (+1 warm-up)")
     ap.add_argument("--mnist-rows", type=int, default=20000, help="MNIST training images per epoch")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="repeat the whole set this many times, interleaved, and report medians (the machine's "
+                         "load drifts between runs)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", action="store_true", help="print the table only")
     ap.add_argument("--under-load", action="store_true",
                     help="instead: vaekernels at default settings on an idle machine and with one core kept busy "
                          "by another process, against the idle one-thread time")
     ap.add_argument("--worker-threads", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--pin-cpus", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker_threads is not None:
         return worker(args)
@@ -277,29 +296,38 @@ def main():
     removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if base.pop(k, None) is not None]
     if args.under_load:
         return under_load(args, base)
+    runs = {}
+    for _ in range(args.rounds):
+        for dataset in args.datasets.split(","):
+            for t in [int(s) for s in args.threads.split(",")]:
+                env = dict(base, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+                if t == 1:
+                    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+                else:
+                    env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={t}"
+                for fw in args.frameworks.split(","):
+                    r = subprocess.run(_worker_cmd(args, dataset, fw, t), env=env, stdout=subprocess.PIPE, text=True)
+                    if r.returncode != 0:
+                        sys.exit(f"{fw} on {dataset} with {t} threads failed")
+                    row = json.loads(r.stdout.strip().splitlines()[-1])
+                    runs.setdefault((dataset, t, fw), []).append(row)
+                    if not args.markdown:
+                        print(json.dumps(row), file=sys.stderr, flush=True)
     rows = []
-    for dataset in args.datasets.split(","):
-        for t in [int(s) for s in args.threads.split(",")]:
-            env = dict(base, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
-            if t == 1:
-                env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-            else:
-                env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={t}"
-            for fw in args.frameworks.split(","):
-                r = subprocess.run(_worker_cmd(args, dataset, fw, t), env=env, stdout=subprocess.PIPE, text=True)
-                if r.returncode != 0:
-                    sys.exit(f"{fw} on {dataset} with {t} threads failed")
-                rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-                if not args.markdown:
-                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for (dataset, t, fw), rs in runs.items():   # rounds in order; the run with the median time is shown
+        mine = runs[(dataset, t, "vaekernels")] if (dataset, t, "vaekernels") in runs else None
+        ratios = [m["sec_per_epoch"] / r["sec_per_epoch"] for m, r in zip(mine, rs)] if mine else []
+        mid = sorted(rs, key=lambda r: r["sec_per_epoch"])[len(rs) // 2]
+        rows.append(dict(mid, rounds=[r["sec_per_epoch"] for r in rs],
+                         ratio=float(np.median(ratios)) if ratios else None, ratios=ratios))
     print(f"\nCPU: {rows[0]['cpu']}; NumPy's OpenBLAS kernel: {rows[0]['openblas_core']}; "
-          f"{'removed from the environment: ' + ', '.join(removed) if removed else 'no BLAS core override set'}")
+          f"{'removed from the environment: ' + ', '.join(removed) if removed else 'no BLAS core override set'}; "
+          f"{args.rounds} interleaved rounds: the median s/epoch, and the median of the rounds' ratios "
+          f"(vaekernels / peer within one round)")
     print("\n| data | threads | framework | s/epoch (median) | vaekernels / peer | final ELBO |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        ref = next((x for x in rows if x["dataset"] == r["dataset"] and x["threads"] == r["threads"]
-                    and x["framework"] == "vaekernels"), None)
-        ratio = f"{ref['sec_per_epoch'] / r['sec_per_epoch']:.2f}" if ref else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
         print(f"| {r['dataset']} | {r['threads']} | {r['framework']} | {r['sec_per_epoch'] * 1e3:.1f} ms | "
               f"{ratio} | {r['final_elbo']:.2f} |")
     if args.json:

@@ -254,7 +254,7 @@ void uniform_fill(uint64_t seed, uint64_t pos, int64_t n, double* out) {
 
 // ---------------------------------------------------------------------------------------------
 // Kernels: one per entry of the kernel table, each taking its argument record (kernel_args.hpp).
-// Pointers are copied into locals first: inside an OpenMP outlined body, members of a captured record are
+// Pointers are copied into locals first: inside a task lambda, members of a captured record are
 // loads that the stores might alias, and GCC then refuses to vectorise ("complicated access pattern").
 // ---------------------------------------------------------------------------------------------
 template <class T>

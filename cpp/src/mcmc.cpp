@@ -8,7 +8,7 @@
 // arithmetic of one chain in a fixed order, so a chain's draws depend only on (seed, chain id, step):
 // not on the tile it lands in, the thread count, or the SIMD width.
 //
-// Built-in targets: every tile runs its whole chain loop in one OpenMP task (tiles split across threads).
+// Built-in targets: every tile runs its whole chain loop in one task of the thread team (parallel.hpp).
 // Batch (Python) targets: one step at a time for all chains, the target called once per step between
 // the proposal and the accept pass.
 #include "mcmc.hpp"

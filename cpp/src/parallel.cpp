@@ -42,7 +42,7 @@ constexpr auto kSpin = std::chrono::milliseconds(1);
 // regions run on their callers alone, as fast as one thread, then the team is tried again. On an idle
 // machine a wait never exceeds the caller's own share of a region, so this never triggers there.
 using Clock = std::chrono::steady_clock;
-constexpr auto kStall = std::chrono::microseconds(500);
+constexpr auto kStall = std::chrono::milliseconds(1);
 constexpr auto kBackoff = std::chrono::milliseconds(100);
 
 int default_team_size() {

@@ -9,7 +9,7 @@
 // task) never makes anyone wait: the region then runs on the calling thread alone. Tasks are fixed by the
 // problem, never by the team, so results do not depend on which thread ran what.
 //
-// A region whose caller had to wait on a descheduled worker (longer than 0.5 ms and than its own share)
+// A region whose caller had to wait on a descheduled worker (longer than 1 ms and than its own share)
 // makes the team stand down for 100 ms: regions then run on their callers alone, at one thread's speed,
 // rather than stalling a scheduler time slice each (parallel.cpp, kStall / kBackoff).
 //

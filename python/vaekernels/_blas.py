@@ -2,9 +2,9 @@
 
 Why: OpenBLAS partitions a GEMM differently with 1 and 2 threads and the results differ in the last bits,
 so a training run would depend on OMP_NUM_THREADS / OPENBLAS_NUM_THREADS. Pinning the count while
-``VAE.fit`` runs makes the parameters bit-identical whatever the environment says. (It also keeps
-OpenBLAS's spinning worker threads from competing with the OpenMP threads of the vaekernels kernels
-on a small machine, which otherwise costs far more than the parallel GEMM gains at these sizes.)
+``VAE.fit`` runs makes the parameters bit-identical whatever the environment says: the MLPs' GEMMs then
+run in fixed blocks, one BLAS thread each, side by side on the kernels' thread team (nn.MLP). (It also
+keeps OpenBLAS's spinning worker threads from competing with that team.)
 
 Calls OpenBLAS's own setter in the OpenBLAS libraries loaded into this process (Linux, found once through
 /proc/self/maps; NumPy's wheels ship OpenBLAS), which costs microseconds; otherwise uses threadpoolctl when

@@ -24,12 +24,12 @@ memory the kernel wrote). CUDA tensors go to the CUDA kernels on torch's current
 build; otherwise a RuntimeError saying why). Errors are the NumPy API's: TypeError for dtypes and devices,
 ValueError for shapes and values.
 
-Threads: the torch wheel brings its own OpenMP runtime, beside the one the vaekernels kernels use. The
+Threads: the torch wheel brings its own OpenMP runtime, beside the vaekernels kernels' thread team. The
 operators run the kernels with ``torch.get_num_threads()`` threads, so ``torch.set_num_threads`` governs
-both (``threads()`` shows the policy in effect). Idle OpenMP threads spin for a while before they sleep,
-and two runtimes' spinning threads slow each other's next parallel region; in processes that alternate
-torch and vaekernels work on few cores, set ``OMP_WAIT_POLICY=passive`` before importing either (both
-runtimes read it at load): benchmarks/bench_frameworks.py measures the effect.
+both (``threads()`` shows the policy in effect). Idle threads of both spin for a while before they sleep
+(about 1 ms), and spinning threads slow the other runtime's next parallel region; in processes that
+alternate torch and vaekernels work on few cores, ``OMP_WAIT_POLICY=passive`` before importing torch makes
+torch's idle threads sleep at once: benchmarks/bench_frameworks.py measures the effect.
 """
 from __future__ import annotations
 
@@ -115,8 +115,8 @@ _team = [None]
 
 
 def _follow_torch_threads():
-    """The thread policy: the kernels' OpenMP teams follow torch.get_num_threads() (set_num_threads governs
-    both runtimes of the process)."""
+    """The thread policy: the kernels' thread team follows torch.get_num_threads() (set_num_threads governs
+    both thread pools of the process)."""
     n = torch.get_num_threads()
     if n != _team[0]:
         _core.set_team_size(n)

@@ -90,7 +90,7 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
     """Run one Metropolis-Hastings chain per row of ``x0``.
 
     target: a built-in target (:class:`Gaussian`, :class:`Banana`, :class:`LogisticRegression`), whose
-        whole chain loop runs in C++ with the GIL released and OpenMP across chains; or a Python callable
+        whole chain loop runs in C++ with the GIL released and the thread team across chains; or a Python callable
         ``log_prob(Z) -> (chains,)`` for Z (chains, dim) float64, called once per iteration for all chains
         (Z is a fresh array each time). NaN or +inf values are rejections (counted in ``n_nan``), -inf is
         zero density; an exception raised by the callable propagates unchanged.

@@ -1,4 +1,4 @@
-"""Built-in MCMC targets. Their whole chain loop runs in C++ (GIL released, OpenMP across chains); the
+"""Built-in MCMC targets. Their whole chain loop runs in C++ (GIL released, the thread team across chains); the
 log-densities are written once in cpp/include/vaekernels/targets.hpp for the CPU and the GPU.
 
 Each target is also callable from Python (``target.log_prob(Z)`` for Z of shape (chains, dim)), a NumPy

@@ -18,7 +18,7 @@ __all__ = []
 
 def _one_blas_thread(method):
     """Run an evaluation method with NumPy's BLAS on one thread (see ``fit``'s blas_threads): the same
-    bits on any thread count, and no oversubscription of the cores by BLAS and OpenMP workers at once."""
+    bits on any thread count, and no oversubscription of the cores by BLAS threads inside the GEMM blocks."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
         with _blas.blas_threads(1):

@@ -18,10 +18,11 @@ The package: ``model.py`` (this class: construction, parameters, the training st
 the decoder's log-likelihood and its gradient in z), ``checkpoint.py`` (save/load).
 
 Randomness: every draw is a (seed, offset) pair of ``vaekernels.randn`` / ``rand`` streams, keyed with
-``vaekernels.random.derive_seed`` (training.py). The kernels give the same bits on any thread count;
-OpenBLAS GEMMs do not (their partition changes the last bits), so ``fit`` and the evaluation methods pin
-NumPy's BLAS to one thread while they run (see ``_blas``): parameters are then bit-identical whatever
-OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say (tested with 1 and 2).
+``vaekernels.random.derive_seed`` (training.py). The kernels give the same bits on any thread count, and
+so do the MLP passes: their GEMMs run in blocks fixed by the shapes (nn.MLP, cpp/src/dense.cpp), each on
+one BLAS thread (``fit`` and the evaluation methods pin NumPy's BLAS to one thread while they run, see
+``_blas``): parameters are bit-identical whatever OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say (tested with
+1 and 2). A training step checks its arguments once: the kernels run as calls prepared per workspace.
 """
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ class VAE(Training, Evaluation, Checkpoints):
     ``nn.ACTIVATIONS`` (tanh, relu, sigmoid, softplus, elu, linear). seed: the model's 64-bit seed (weights,
     and the training streams when ``fit(seed=None)``). dtype: float32 or float64.
 
-    ``fit``, ``loss_and_grad`` and the evaluation methods run NumPy's BLAS on one thread (the kernels keep
-    their OpenMP threads): results are then bit-identical whatever the thread settings.
+    ``fit``, ``loss_and_grad`` and the evaluation methods run NumPy's BLAS on one thread per GEMM block (the
+    blocks and the kernels run on the kernels' thread team): results are bit-identical whatever the thread
+    settings.
 
     Threads: the evaluation methods (``encode``, ``decode``, ``reconstruct``, ``sample``, ``elbo``, ``iwae``,
     ``decoder_log_likelihood``, and MCMC targets built on them) may run from many threads at once on one

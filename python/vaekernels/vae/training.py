@@ -61,9 +61,10 @@ class Training:
         base seed; None uses the model's seed. progress: a tqdm bar on stderr when it is a terminal (False:
         never). callback: ``callback(model, record)`` after each epoch with that epoch's record (a dict);
         returning True stops training. betas, eps, weight_decay: AdamW's (PyTorch's defaults).
-        blas_threads: NumPy's BLAS thread count during training (default 1: results independent of the
-        environment's thread settings, and no contention with the kernels' OpenMP threads at these sizes;
-        None leaves the BLAS as configured, and the last bits then depend on its thread count).
+        blas_threads: NumPy's BLAS thread count during training (default 1: each GEMM block of the MLPs runs on
+        one BLAS thread while the kernels' thread team runs the blocks side by side, so results do not
+        depend on any thread setting; None leaves the BLAS as configured: its threads then run inside every
+        block, oversubscribing the cores, and the last bits depend on its thread count).
 
         History (also appended to ``model.history``): dict of lists with one entry per epoch: ``epoch``,
         ``elbo``, ``recon`` (mean log p(x|z)), ``kl``, ``kl_weight``, ``lr``, ``seconds``, and with
