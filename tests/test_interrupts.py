@@ -1,6 +1,6 @@
 """Ctrl-C, fork and progress. Each case runs in a fresh interpreter that sends itself a real SIGINT from a
 timer thread and measures, inside that process, the time from the signal to the KeyboardInterrupt; after
-it, the process must be idle (no OpenMP worker still computing: CPU time over the next 0.3 s of sleep)
+it, the process must be idle (no worker thread still computing: CPU time over the next 0.3 s of sleep)
 and the object consistent. The runs are sized to take minutes, so an interrupt that is not honoured shows
 as a timeout, not as a pass.
 """
@@ -19,6 +19,10 @@ import hashlib, json, os, signal, threading, time
 import numpy as np
 import vaekernels as vk
 from vaekernels import mcmc
+
+# A process started in the background by a non-interactive shell (nohup, `cmd &` in a script, some CI
+# runners) inherits SIGINT ignored, and Python then keeps ignoring it: restore Ctrl-C's usual meaning.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sent = {}
 def fire():
@@ -100,10 +104,10 @@ def test_ctrl_c_stops_iwae():
 
 
 def test_forked_child_can_use_the_kernels():
-    """libgomp's thread pool does not survive fork: after the parent has run parallel kernels, a child made
-    by fork runs them on one thread (same bits) instead of waiting forever for the pool."""
+    """A thread pool does not survive fork: after the parent has run parallel kernels, a child made by fork
+    builds its own thread team (same bits) instead of waiting forever for the parent's."""
     res = _child("""
-        big = vk.randn(1 << 22, 1)                      # parallel: the parent's OpenMP pool is running
+        big = vk.randn(1 << 22, 1)                      # parallel: the parent's thread team is running
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
