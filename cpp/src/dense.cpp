@@ -88,10 +88,10 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
 // A fixed split of [0, len) into parts: a power of two as large as the work supports (one part per
 // kFlopsPerPart), at most kMaxParts, each a multiple of `align` long except the last. A function of the shape
 // only. Every part repacks the other GEMM operand (OpenBLAS copies its inputs into panels per call), so
-// parts are few and large: on two cores, two or four parts of a layer's GEMM; a power of two splits evenly
-// over 1, 2, 4 or 8 threads.
+// parts are few and large: at most 4 (8 parts of the 784-400 layers of the PyTorch-examples VAE made two
+// threads only 1.36x faster than one, 4 parts 1.9x); a power of two splits evenly over 1, 2 or 4 threads.
 constexpr double kFlopsPerPart = 4e6;     // ~0.1 ms of single-threaded GEMM
-constexpr int64_t kMaxParts = 8;
+constexpr int64_t kMaxParts = 4;
 constexpr double kEpilogueFlops = 20.0;   // an epilogue element against GEMM flops, for the split
 
 // Regions with less work than this (about 50 us) run their tasks on the caller (the same tasks: the same
