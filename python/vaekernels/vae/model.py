@@ -32,7 +32,6 @@ import threading
 import numpy as np
 
 from .. import _blas, nn
-from .. import kernels as ops
 from ..kernels import validate as V
 from ..random import derive_seed
 from .checkpoint import FORMAT_VERSION, Checkpoints

@@ -109,7 +109,6 @@ class Training:
         if Xval is not None:
             history.update(val_elbo=[], val_recon=[], val_kl=[])
         bar = progress_bar(epochs * n_batches, progress, "batch")
-        L = self.n_latent
         from ..datasets import permutation
         if blas_threads is not None:
             blas_threads = V.integer("blas_threads", blas_threads, 1, 1 << 16)

@@ -2,8 +2,6 @@
 once and reused, so a training step allocates nothing."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import nn
 from ..kernels.dispatch import Prepared
 
