@@ -11,61 +11,61 @@ namespace vk::bind {
 
 namespace {
 
-struct Checked {
-    std::vector<const void*> ptrs;
-    std::vector<uintptr_t> begin, end;
-    std::vector<std::string> names;
-    std::vector<bool> written;
-};
-
 template <class T>
 class MlpArgs {
 public:
     explicit MlpArgs(const char* fn) : fn_(fn) {}
 
-    // An array of shape (r, c), or (r,) when c < 0, of dtype T; recorded for the overlap check.
-    T* take(const py::handle& h, const std::string& name, int64_t r, int64_t c, bool write) {
-        const std::string full = std::string(fn_) + " argument " + name;
-        if (!py::isinstance<py::array>(h)) throw py::type_error(full + " must be a NumPy array");
+    // An array of shape (r, c), or (r,) when c < 0, of dtype T; recorded for the overlap check. The argument's
+    // name is `base`, or `base[index]` for index >= 0; messages are built only when a check fails.
+    T* take(const py::handle& h, const char* base, int index, int64_t r, int64_t c, bool write) {
+        const auto full = [&] { return std::string(fn_) + " argument " + arg_name(base, index); };
+        if (!py::isinstance<py::array>(h)) throw py::type_error(full() + " must be a NumPy array");
         auto arr = py::reinterpret_borrow<py::array>(h);
         if (!py::isinstance<py::array_t<T>>(arr))
-            throw py::type_error(full + " must have dtype " + (sizeof(T) == 4 ? "float32" : "float64") + ", got " +
+            throw py::type_error(full() + " must have dtype " + (sizeof(T) == 4 ? "float32" : "float64") + ", got " +
                                  std::string(py::str(arr.dtype())));
-        if (!(arr.flags() & py::array::c_style)) throw py::value_error(full + " must be C-contiguous");
+        if (!(arr.flags() & py::array::c_style)) throw py::value_error(full() + " must be C-contiguous");
         if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-            throw py::value_error(full + " must be aligned to its element size");
+            throw py::value_error(full() + " must be aligned to its element size");
         const bool ok = c < 0 ? (arr.ndim() == 1 && arr.shape(0) == r)
                               : (arr.ndim() == 2 && arr.shape(0) == r && arr.shape(1) == c);
         if (!ok)
-            throw py::value_error(full + " must have shape " +
+            throw py::value_error(full() + " must have shape " +
                                   (c < 0 ? "(" + std::to_string(r) + ",)"
                                          : "(" + std::to_string(r) + ", " + std::to_string(c) + ")") +
                                   ", got " + shape_str(arr));
-        if (write && !arr.writeable()) throw py::value_error(full + " is read-only");
+        if (write && !arr.writeable()) throw py::value_error(full() + " is read-only");
         const auto b = reinterpret_cast<uintptr_t>(arr.data());
-        c_.begin.push_back(b);
-        c_.end.push_back(b + static_cast<uintptr_t>(arr.size()) * sizeof(T));
-        c_.names.push_back(name);
-        c_.written.push_back(write);
-        keep_.push_back(arr);
+        taken_.push_back(Taken{b, b + static_cast<uintptr_t>(arr.size()) * sizeof(T), base, index, write});
         return static_cast<T*>(const_cast<void*>(arr.data()));
     }
 
     // Every written array overlaps no other array (the C++ loops promise __restrict).
     void check_overlaps() const {
-        for (size_t i = 0; i < c_.begin.size(); ++i) {
-            if (!c_.written[i] || c_.begin[i] == c_.end[i]) continue;
-            for (size_t j = 0; j < c_.begin.size(); ++j)
-                if (j != i && c_.begin[j] != c_.end[j] && c_.begin[i] < c_.end[j] && c_.begin[j] < c_.end[i])
-                    throw py::value_error(std::string(fn_) + ": " + c_.names[i] + " overlaps " + c_.names[j] +
+        for (const Taken& w : taken_) {
+            if (!w.written || w.begin == w.end) continue;
+            for (const Taken& o : taken_)
+                if (&o != &w && o.begin != o.end && w.begin < o.end && o.begin < w.end)
+                    throw py::value_error(std::string(fn_) + ": " + arg_name(w.base, w.index) + " overlaps " +
+                                          arg_name(o.base, o.index) +
                                           " in memory (outputs must not share memory with any other argument)");
         }
     }
 
 private:
+    struct Taken {
+        uintptr_t begin, end;
+        const char* base;
+        int index;
+        bool written;
+    };
+    static std::string arg_name(const char* base, int index) {
+        return index < 0 ? std::string(base) : std::string(base) + "[" + std::to_string(index) + "]";
+    }
+
     const char* fn_;
-    Checked c_;
-    std::vector<py::array> keep_;
+    std::vector<Taken> taken_;   // the arrays (the caller's lists keep them alive for the call)
 };
 
 py::list as_list(const py::object& o, const char* fn, const char* name, size_t n) {
@@ -123,12 +123,12 @@ void forward(const py::object& x, const py::object& W_, const py::object& b_, co
     std::vector<T*> op(n);
     cpu::MlpForward<T> a{rows, static_cast<int>(n), sizes.data(), checked_activation(act, fn), nullptr,
                          nullptr, nullptr, nullptr};
-    a.x = args.take(x, "x", rows, sizes[0], false);
+    a.x = args.take(x, "x", -1, rows, sizes[0], false);
     for (size_t i = 0; i < n; ++i) {
-        const std::string s = "[" + std::to_string(i) + "]";
-        Wp[i] = args.take(W[i], "W" + s, sizes[i], sizes[i + 1], false);
-        bp[i] = args.take(b[i], "b" + s, sizes[i + 1], -1, false);
-        op[i] = args.take(out[i], "out" + s, rows, sizes[i + 1], true);
+        const int j = static_cast<int>(i);
+        Wp[i] = args.take(W[i], "W", j, sizes[i], sizes[i + 1], false);
+        bp[i] = args.take(b[i], "b", j, sizes[i + 1], -1, false);
+        op[i] = args.take(out[i], "out", j, rows, sizes[i + 1], true);
     }
     args.check_overlaps();
     a.W = Wp.data();
@@ -161,21 +161,21 @@ bool backward(const py::object& x, const py::object& W_, const py::object& h_, c
     a.sizes = sizes.data();
     a.activation = checked_activation(act, fn);
     a.scale = static_cast<T>(scale);
-    a.x = args.take(x, "x", rows, sizes[0], false);
-    a.dout = args.take(dout, "dout", rows, sizes[n], true);
+    a.x = args.take(x, "x", -1, rows, sizes[0], false);
+    a.dout = args.take(dout, "dout", -1, rows, sizes[n], true);
     for (size_t i = 0; i < n; ++i) {
-        const std::string s = "[" + std::to_string(i) + "]";
-        Wp[i] = args.take(W[i], "W" + s, sizes[i], sizes[i + 1], false);
+        const int j = static_cast<int>(i);
+        Wp[i] = args.take(W[i], "W", j, sizes[i], sizes[i + 1], false);
         if (i + 1 < n) {
-            hp[i] = args.take(h[i], "h" + s, rows, sizes[i + 1], false);
-            dhp[i] = args.take(dh[i], "dh" + s, rows, sizes[i + 1], true);
+            hp[i] = args.take(h[i], "h", j, rows, sizes[i + 1], false);
+            dhp[i] = args.take(dh[i], "dh", j, rows, sizes[i + 1], true);
         }
         if (params) {
-            dWp[i] = args.take(dW[i], "dW" + s, sizes[i], sizes[i + 1], true);
-            dbp[i] = args.take(db[i], "db" + s, sizes[i + 1], -1, true);
+            dWp[i] = args.take(dW[i], "dW", j, sizes[i], sizes[i + 1], true);
+            dbp[i] = args.take(db[i], "db", j, sizes[i + 1], -1, true);
         }
     }
-    a.dx = dx.is_none() ? nullptr : args.take(dx, "dx", rows, sizes[0], true);
+    a.dx = dx.is_none() ? nullptr : args.take(dx, "dx", -1, rows, sizes[0], true);
     args.check_overlaps();
     a.W = Wp.data();
     a.h = hp.data();
@@ -192,8 +192,8 @@ void epilogue_forward(const py::object& y_, const py::object& b_, int act) {
     const int64_t rows = checked_rows(y_, fn);
     const int64_t cols = py::reinterpret_borrow<py::array>(y_).shape(1);
     MlpArgs<T> args(fn);
-    T* y = args.take(y_, "y", rows, cols, true);
-    const T* b = b_.is_none() ? nullptr : args.take(b_, "b", cols, -1, false);
+    T* y = args.take(y_, "y", -1, rows, cols, true);
+    const T* b = b_.is_none() ? nullptr : args.take(b_, "b", -1, cols, -1, false);
     args.check_overlaps();
     checked_activation(act, fn);
     py::gil_scoped_release nogil;
@@ -206,11 +206,11 @@ void epilogue_backward(const py::object& d_, const py::object& y_, const py::obj
     const int64_t rows = checked_rows(d_, fn);
     const int64_t cols = py::reinterpret_borrow<py::array>(d_).shape(1);
     MlpArgs<T> args(fn);
-    T* d = args.take(d_, "d", rows, cols, true);
+    T* d = args.take(d_, "d", -1, rows, cols, true);
     checked_activation(act, fn);
     if (act != 0 && y_.is_none()) throw py::value_error("activation_grad: y is needed for a non-linear activation");
-    const T* y = y_.is_none() ? nullptr : args.take(y_, "y", rows, cols, false);
-    T* db = db_.is_none() ? nullptr : args.take(db_, "db", cols, -1, true);
+    const T* y = y_.is_none() ? nullptr : args.take(y_, "y", -1, rows, cols, false);
+    T* db = db_.is_none() ? nullptr : args.take(db_, "db", -1, cols, -1, true);
     args.check_overlaps();
     py::gil_scoped_release nogil;
     cpu::activation_grad<T>(rows, cols, d, y, db, act, static_cast<T>(scale));

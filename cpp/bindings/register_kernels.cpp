@@ -25,29 +25,29 @@ const char* dtype_name() {
 // Fills the record from Python; throws ValueError / TypeError naming the kernel and the argument.
 template <class E, class Args>
 void fill(Args& a, const py::tuple& arrays, const py::tuple& extent, const py::tuple& scalars) {
-    const std::string kernel = Args::kName;
+    const char* kernel = Args::kName;   // messages are built only when a check fails (the per-step path)
     if (const std::string err = fill_extent_and_scalars(a, extent, scalars, arrays.size()); !err.empty())
         throw py::value_error(err);
     size_t ai = 0;
     Span spans[Args::kNumArrays];
     a.visit_arrays([&](const ArraySpec& spec, auto*& ptr) {
-        const std::string name = kernel + " argument " + spec.name;
+        const auto name = [&] { return std::string(kernel) + " argument " + spec.name; };
         py::handle h = arrays[ai++];
-        if (!py::isinstance<py::array>(h)) throw py::type_error(name + " must be a NumPy array");
+        if (!py::isinstance<py::array>(h)) throw py::type_error(name() + " must be a NumPy array");
         auto arr = py::reinterpret_borrow<py::array>(h);
         if (!py::isinstance<py::array_t<E>>(arr))   // dtype equivalence (native byte order), not identity
-            throw py::type_error(name + " must have dtype " + dtype_name<E>() + ", got " +
+            throw py::type_error(name() + " must have dtype " + dtype_name<E>() + ", got " +
                                  std::string(py::str(arr.dtype())));
-        if (!(arr.flags() & py::array::c_style)) throw py::value_error(name + " must be C-contiguous");
+        if (!(arr.flags() & py::array::c_style)) throw py::value_error(name() + " must be C-contiguous");
         if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-            throw py::value_error(name + " must be aligned to its element size");
+            throw py::value_error(name() + " must be aligned to its element size");
         int64_t count = 0;
         if (!element_count(a, spec.role, count))
-            throw py::value_error(kernel + ": the extent and n_samples give a size that overflows int64");
+            throw py::value_error(std::string(kernel) + ": the extent and n_samples give a size that overflows int64");
         if (static_cast<int64_t>(arr.size()) != count)
-            throw py::value_error(name + " must hold " + std::to_string(count) + " elements, got " +
+            throw py::value_error(name() + " must hold " + std::to_string(count) + " elements, got " +
                                   std::to_string(arr.size()) + " (shape " + shape_str(arr) + ")");
-        if (spec.io != Io::kIn && !arr.writeable()) throw py::value_error(name + " is read-only");
+        if (spec.io != Io::kIn && !arr.writeable()) throw py::value_error(name() + " is read-only");
         using P = std::remove_reference_t<decltype(ptr)>;
         ptr = static_cast<P>(const_cast<void*>(arr.data()));   // writability checked above for outputs
         const auto begin = reinterpret_cast<uintptr_t>(arr.data());

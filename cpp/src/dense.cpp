@@ -88,8 +88,9 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
 // A fixed split of [0, len) into parts: a power of two as large as the work supports (one part per
 // kFlopsPerPart), at most kMaxParts, each a multiple of `align` long except the last. A function of the shape
 // only. Every part repacks the other GEMM operand (OpenBLAS copies its inputs into panels per call), so
-// parts are few and large: at most 4 (8 parts of the 784-400 layers of the PyTorch-examples VAE made two
-// threads only 1.36x faster than one, 4 parts 1.9x); a power of two splits evenly over 1, 2 or 4 threads.
+// parts are few and large: at most 4 (the PyTorch-examples VAE, 784-400-20, took 2.48 s per epoch on two
+// threads with 8 parts of its large layers and 1.84-2.31 s with 4: benchmarks/bench_vae.py --datasets
+// mnist-relu); a power of two splits evenly over 1, 2 or 4 threads.
 constexpr double kFlopsPerPart = 4e6;     // ~0.1 ms of single-threaded GEMM
 constexpr int64_t kMaxParts = 4;
 constexpr double kEpilogueFlops = 20.0;   // an epilogue element against GEMM flops, for the split
