@@ -25,7 +25,8 @@ def driver(tmp_path_factory):
            "-DVK_ISA_NAMESPACE=isa_baseline", '-DVK_ISA_LEVEL_NAME="baseline"',
            "-I", os.path.join(ROOT, "cpp", "include"), "-I", os.path.join(ROOT, "cpp", "src"),
            os.path.join(ROOT, "tests", "openmp_free", "driver.cpp"), os.path.join(ROOT, "cpp", "src", "kernels.cpp"),
-           os.path.join(ROOT, "cpp", "src", "parallel.cpp"), "-pthread", "-o", exe]
+           os.path.join(ROOT, "cpp", "src", "layer_kernels.cpp"), os.path.join(ROOT, "cpp", "src", "parallel.cpp"),
+           "-pthread", "-o", exe]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     return exe

@@ -22,6 +22,7 @@ FLAGS = ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-ffp-contract=of
          "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
          "-I", os.path.join(REPO, "cpp", "include"), "-I", SRC]
 UNITS = [("kernels.cpp", "isa_scalar", "scalar"), ("kernels.cpp", "isa_baseline", "baseline"),
+         ("layer_kernels.cpp", "isa_scalar", "scalar"), ("layer_kernels.cpp", "isa_baseline", "baseline"),
          ("mcmc.cpp", "isa_scalar", "scalar"), ("mcmc.cpp", "isa_baseline", "baseline"),
          ("dispatch.cpp", None, None), ("mcmc_setup.cpp", None, None), ("parallel.cpp", None, None),
          ("dense.cpp", None, None)]

@@ -18,7 +18,8 @@ namespace vk::cpu {
 template <class T>
 using KernelTable = CpuKernels<T>;
 
-// The dense-layer epilogues (activations.hpp codes), run by dense.cpp on blocks of a layer's output: serial
+// The dense-layer epilogues (activations.hpp codes; layer_kernels.cpp), run by dense.cpp on blocks of a
+// layer's output: serial
 // (dense.cpp parallelises over blocks); y and b, d and db never overlap.
 template <class T>
 struct LayerKernels {
