@@ -19,8 +19,7 @@ template <class T>
 using KernelTable = CpuKernels<T>;
 
 // The dense-layer epilogues (activations.hpp codes; layer_kernels.cpp), run by dense.cpp on blocks of a
-// layer's output: serial
-// (dense.cpp parallelises over blocks); y and b, d and db never overlap.
+// layer's output: serial (dense.cpp parallelises over blocks); y and b, d and db never overlap.
 template <class T>
 struct LayerKernels {
     // y = activation(y + b) on a (rows, cols) block with row stride ld (b null: no bias).
