@@ -30,8 +30,8 @@ import numpy as np
 from . import _core
 from .kernels import KERNELS, dispatch
 from .kernels import cuda as _cuda
-from .kernels.spec import (CREATION, REQUIRED, Add, Array, Const, In, Neg, Repeat, Result, RowScale, SumSamples,
-                           Upstream)
+from .kernels.autodiff import evaluate
+from .kernels.spec import CREATION, REQUIRED, Array
 
 try:
     from . import _jax as _ext
@@ -178,6 +178,27 @@ def _forward(k, args):
 # -------------------------------------------------------------------------------------------------
 # gradients: the table's backward recipe with these operations
 # -------------------------------------------------------------------------------------------------
+class _RecipeEnv:
+    """``kernels.autodiff.evaluate``'s environment for JAX: the recipe's calls through the raw FFI wrappers."""
+
+    def __init__(self, named, up):
+        self.named, self.up, self.results = named, up, []
+        self.n_samples = named.get("n_samples")
+
+    def value(self, name):
+        return self.named[name]
+
+    def upstream(self, name):
+        return self.up[name]
+
+    def result(self, call, index):
+        return self.results[call][index]
+
+    @staticmethod
+    def repeat(v, n):
+        return jnp.broadcast_to(v, (n,) + tuple(v.shape))
+
+
 def _with_vjp(k, raw):
     """``raw`` with a ``jax.custom_vjp`` from the table's recipe. Scalars given as Python values (seeds,
     offsets, n_samples, reals) are non-differentiable static arguments (never turned into narrow JAX ints);
@@ -188,36 +209,11 @@ def _with_vjp(k, raw):
     cache = {}
 
     def bwd_impl(named, upstream):
-        results = []
-        up = dict(zip((o.name for o in k.outputs), upstream))
-
-        def ev(e):
-            if isinstance(e, In):
-                return named[e.name]
-            if isinstance(e, Upstream):
-                return up[e.name]
-            if isinstance(e, Const):
-                return e.value
-            if isinstance(e, Result):
-                return results[e.call][e.index]
-            if isinstance(e, Neg):
-                return -ev(e.expr)
-            if isinstance(e, Add):
-                return ev(e.a) + ev(e.b)
-            if isinstance(e, RowScale):
-                return ev(e.expr) * ev(e.rows)[..., None]
-            if isinstance(e, Repeat):
-                v, n = ev(e.expr), named.get("n_samples")
-                return v if n is None else jnp.broadcast_to(v, (n,) + tuple(v.shape))
-            if isinstance(e, SumSamples):
-                v = ev(e.expr)
-                return v if named.get("n_samples") is None else v.sum(0)
-            raise TypeError(f"unknown recipe expression {e!r}")
-
+        env = _RecipeEnv(named, dict(zip((o.name for o in k.outputs), upstream)))
         for c in k.backward.calls:
-            r = _RAW[c.kernel](*[ev(a) for a in c.args])
-            results.append(r if isinstance(r, tuple) else (r,))
-        return {n: ev(e) for n, e in grads_of.items()}
+            r = _RAW[c.kernel](*[evaluate(a, env) for a in c.args])
+            env.results.append(r if isinstance(r, tuple) else (r,))
+        return {n: evaluate(e, env) for n, e in grads_of.items()}
 
     def build(static):
         f = jax.custom_vjp(raw, nondiff_argnums=static)

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from . import _core
-from .kernels import BY_NAME, KERNELS, dispatch
+from .kernels import KERNELS, dispatch
 from .kernels import cuda as _cuda
-from .kernels.spec import (BATCH, BLOCKS, CREATION, FULL, KEYS, PHILOX, REQUIRED, SAMPLES, Add, Array, Const, In,
-                           Neg, Repeat, Result, RowScale, SumSamples, Upstream)
+from .kernels.autodiff import evaluate
+from .kernels.spec import BATCH, CREATION, FULL, PHILOX, REQUIRED, SAMPLES, Array
 
 __all__ = ["u64", "GaussianLatent", "bernoulli_logits_loss", "BernoulliLogitsLoss", "threads"] + [
     k.name for k in KERNELS]
@@ -315,45 +315,44 @@ def _autograd(k):
         ctx.out_shapes = [tuple(o.shape) for o in (output if isinstance(output, tuple) else (output,))]
 
     def backward(ctx, needs_grad, *upstream):
-        results = {}                       # the recipe's calls, made when a needed gradient reads them
-        up = dict(zip((o.name for o in k.outputs), upstream))
-
-        def ev(e):
-            if isinstance(e, In):
-                return ctx.named[e.name]
-            if isinstance(e, Upstream):
-                g = up.get(e.name)
-                if g is None:
-                    i = [o.name for o in k.outputs].index(e.name)
-                    ref = next(v for v in ctx.named.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
-                    g = ref.new_zeros(ctx.out_shapes[i])
-                return g
-            if isinstance(e, Const):
-                return e.value
-            if isinstance(e, Result):
-                if e.call not in results:
-                    c = k.backward.calls[e.call]
-                    res = getattr(torch.ops.vaekernels, c.kernel)(*[ev(a) for a in c.args])
-                    results[e.call] = res if isinstance(res, tuple) else (res,)
-                return results[e.call][e.index]
-            if isinstance(e, Neg):
-                return -ev(e.expr)
-            if isinstance(e, Add):
-                return ev(e.a) + ev(e.b)
-            if isinstance(e, RowScale):
-                return ev(e.expr) * ev(e.rows).unsqueeze(-1)
-            if isinstance(e, Repeat):
-                v = ev(e.expr)
-                n = ctx.named.get("n_samples")
-                return v if n is None else v.expand((n,) + tuple(v.shape)).contiguous()
-            if isinstance(e, SumSamples):
-                v = ev(e.expr)
-                return v if ctx.named.get("n_samples") is None else v.sum(0)
-            raise TypeError(f"unknown recipe expression {e!r}")
-
-        return tuple(ev(grads_of[n]) if n in grads_of and need else None for n, need in zip(names, needs_grad))
+        env = _RecipeEnv(k, ctx, upstream)
+        return tuple(evaluate(grads_of[n], env) if n in grads_of and need else None
+                     for n, need in zip(names, needs_grad))
 
     return backward, setup_context
+
+
+class _RecipeEnv:
+    """``kernels.autodiff.evaluate``'s environment for torch: the recipe's kernel calls as operators, made
+    only when a needed gradient reads them."""
+
+    def __init__(self, k, ctx, upstream):
+        self.k, self.named, self.out_shapes = k, ctx.named, ctx.out_shapes
+        self.up = dict(zip((o.name for o in k.outputs), upstream))
+        self.n_samples = ctx.named.get("n_samples")
+        self.results = {}
+
+    def value(self, name):
+        return self.named[name]
+
+    def upstream(self, name):
+        g = self.up.get(name)
+        if g is None:
+            i = [o.name for o in self.k.outputs].index(name)
+            ref = next(v for v in self.named.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+            g = ref.new_zeros(self.out_shapes[i])
+        return g
+
+    def result(self, call, index):
+        if call not in self.results:
+            c = self.k.backward.calls[call]
+            res = getattr(torch.ops.vaekernels, c.kernel)(*[evaluate(a, self) for a in c.args])
+            self.results[call] = res if isinstance(res, tuple) else (res,)
+        return self.results[call][index]
+
+    @staticmethod
+    def repeat(v, n):
+        return v.expand((n,) + tuple(v.shape)).contiguous()
 
 
 _BELOW_AUTOGRAD = torch._C._after_autograd_keyset

@@ -18,7 +18,36 @@ from .spec import (BATCH, FULL, REQUIRED, SAMPLES, Add, Const, In, Neg, Repeat, 
                    SumSamples, Upstream)
 from .table import BY_NAME
 
-__all__ = ["vjp", "differentiable"]
+__all__ = ["vjp", "differentiable", "evaluate"]
+
+
+def evaluate(e, env):
+    """The value of backward-recipe expression ``e``: the one interpreter of the recipe language, shared by
+    ``vjp`` and the PyTorch and JAX adapters. ``env`` supplies what depends on the array library and the
+    call: ``value(name)`` (a parameter), ``upstream(name)`` (an output's cotangent), ``result(call, index)``
+    (an output of the recipe's call-th kernel call), ``repeat(v, n)`` (v broadcast over n leading samples)
+    and ``n_samples`` (None when the kernel has no sample axis)."""
+    if isinstance(e, In):
+        return env.value(e.name)
+    if isinstance(e, Upstream):
+        return env.upstream(e.name)
+    if isinstance(e, Const):
+        return e.value
+    if isinstance(e, Result):
+        return env.result(e.call, e.index)
+    if isinstance(e, Neg):
+        return -evaluate(e.expr, env)
+    if isinstance(e, Add):
+        return evaluate(e.a, env) + evaluate(e.b, env)
+    if isinstance(e, RowScale):
+        return evaluate(e.expr, env) * evaluate(e.rows, env)[..., None]
+    if isinstance(e, Repeat):
+        v = evaluate(e.expr, env)
+        return v if env.n_samples is None else env.repeat(v, env.n_samples)
+    if isinstance(e, SumSamples):
+        v = evaluate(e.expr, env)
+        return v if env.n_samples is None else v.sum(0)
+    raise TypeError(f"unknown recipe expression {e!r}")
 
 
 def differentiable(name):
@@ -44,21 +73,36 @@ def vjp(name, args, upstream):
     if missing:
         raise ValueError(f"vjp({name!r}): missing arguments {missing}")
     ctx = _Context(k, values, upstream)
-    results = []
     for c in k.backward.calls:
-        fn = getattr(functions, c.kernel)
-        out = fn(*[ctx.eval(a, results) for a in c.args])
-        results.append(out if isinstance(out, tuple) else (out,))
-    return {name_: ctx.eval(expr, results) for name_, expr in k.backward.grads.items()}
+        out = getattr(functions, c.kernel)(*[evaluate(a, ctx) for a in c.args])
+        ctx.results.append(out if isinstance(out, tuple) else (out,))
+    return {name_: evaluate(expr, ctx) for name_, expr in k.backward.grads.items()}
 
 
 class _Context:
+    """``evaluate``'s environment for host and device arrays (the public kernel functions)."""
+
     def __init__(self, kernel, values, upstream):
         self.kernel, self.values = kernel, values
-        self.upstream = dict(upstream)
+        self.upstream_given = dict(upstream)
+        self.results = []
         ref = values[next(p.name for p in kernel.arrays if p.role == FULL)]
         self.ref = ref if hasattr(ref, "shape") and hasattr(ref, "dtype") else np.asarray(ref)
         self.n_samples = values.get("n_samples")
+
+    def value(self, name):
+        return self.values[name]
+
+    def upstream(self, name):
+        g = self.upstream_given.get(name)
+        return self._zeros_like_output(name) if g is None else g
+
+    def result(self, call, index):
+        return self.results[call][index]
+
+    @staticmethod
+    def repeat(v, n):
+        return _namespace(v).broadcast_to(v, (n,) + tuple(v.shape))
 
     def _zeros_like_output(self, name):
         """A zero upstream gradient for output ``name`` (its shape follows from its role)."""
@@ -69,34 +113,6 @@ class _Context:
         elif role == SAMPLES and self.n_samples is not None:
             shape = (self.n_samples,) + shape
         return _namespace(self.ref).zeros(shape, dtype=self.ref.dtype)
-
-    def eval(self, e, results):
-        if isinstance(e, In):
-            return self.values[e.name]
-        if isinstance(e, Upstream):
-            g = self.upstream.get(e.name)
-            return self._zeros_like_output(e.name) if g is None else g
-        if isinstance(e, Const):
-            return e.value
-        if isinstance(e, Result):
-            return results[e.call][e.index]
-        if isinstance(e, Neg):
-            return -self.eval(e.expr, results)
-        if isinstance(e, Add):
-            return self.eval(e.a, results) + self.eval(e.b, results)
-        if isinstance(e, RowScale):
-            rows = self.eval(e.rows, results)
-            return self.eval(e.expr, results) * rows[..., None]
-        if isinstance(e, Repeat):
-            v = self.eval(e.expr, results)
-            if self.n_samples is None:
-                return v
-            xp = _namespace(v)
-            return xp.broadcast_to(v, (self.n_samples,) + tuple(v.shape))
-        if isinstance(e, SumSamples):
-            v = self.eval(e.expr, results)
-            return v if self.n_samples is None else v.sum(axis=0)
-        raise TypeError(f"unknown recipe expression {e!r}")
 
 
 def _namespace(a):
