@@ -198,6 +198,18 @@ out = {
     "logistic": h(mcmc.sample(mcmc.LogisticRegression(x0[:50], (x0[:50, 0] > 0) * 1.0), x0, n_draws=20,
                               n_warmup=20, seed=9)),
 }
+for prop in ("mala", "hmc"):   # gradient proposals: draws and per-draw statistics (energy, step sizes)
+    kw = dict(n_draws=20, n_warmup=20, seed=9, proposal=prop, keep_warmup=True)
+    if prop == "hmc":
+        kw.update(n_leapfrog=4, jitter=0.3)
+    for name, t in (("gauss", g), ("banana", mcmc.Banana(dim=4)),
+                    ("logistic", mcmc.LogisticRegression(x0[:50], (x0[:50, 0] > 0) * 1.0)),
+                    ("callable", g.log_prob_and_grad)):
+        r = mcmc.sample(t, x0, **kw)
+        out[f"{prop} {name}"] = h(r) + hashlib.sha256(
+            np.stack(list(r.sample_stats.values())[:3]).tobytes() + r.warmup["samples"].tobytes()).hexdigest()
+    lp, grad = g.log_prob_and_grad(x0)
+    out["evaluate"] = hashlib.sha256(lp.tobytes() + grad.tobytes()).hexdigest()
 print(json.dumps(out))
 """
 
@@ -427,7 +439,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="thin"):
         mcmc.sample(t, x0, n_draws=5, seed=0, thin=0)
     with pytest.raises(ValueError, match="proposal"):
-        mcmc.sample(t, x0, n_draws=5, seed=0, proposal="hmc")
+        mcmc.sample(t, x0, n_draws=5, seed=0, proposal="nuts")
     with pytest.raises(ValueError, match="step_size"):
         mcmc.sample(t, x0, n_draws=5, seed=0, step_size=-1.0)
     with pytest.raises(ValueError, match="step_size"):

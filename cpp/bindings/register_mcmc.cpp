@@ -16,9 +16,14 @@ namespace {
 
 namespace mc = vk::cpu::mcmc;
 
-// Settings tuple from Python: (seed, chain_offset, n_warmup, n_draws, thin, independent, adapt_step,
-// adapt_covariance, target_accept).
-using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, bool, bool, bool, double>;
+// Settings tuple from Python: (seed, chain_offset, n_warmup, n_draws, thin, proposal (mc::Proposal's value),
+// adapt_step, adapt_covariance, target_accept, n_leapfrog, jitter, keep_warmup).
+using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, int, bool, bool, double, int64_t, double, bool>;
+
+// The run's output arrays from Python: (samples, log_prob, accept_rate, step_size, n_nan, proposal_chol,
+// stats, n_divergent, warmup_samples, warmup_log_prob, warmup_stats); the warm-up ones None unless kept.
+using OutArrays = std::tuple<Arr<double>, Arr<double>, Arr<double>, Arr<double>, Arr<int64_t>, Arr<double>,
+                             Arr<double>, Arr<int64_t>, py::object, py::object, py::object>;
 
 // Between chunks of steps (cpu::mcmc::Poll): takes the GIL, lets Python run its signal handlers (Ctrl-C
 // raises KeyboardInterrupt there, which stops the run) and calls the optional progress(done, total).
@@ -43,8 +48,9 @@ struct Run {
 };
 
 Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q_mean, const py::object& q_logvar,
-            const Settings& s, Arr<double>& samples, Arr<double>& log_prob, Arr<double>& accept_rate,
-            Arr<double>& step_size, Arr<int64_t>& n_nan, Arr<double>& proposal_chol, const py::object& progress) {
+            const Settings& s, OutArrays& o, const py::object& progress) {
+    auto& [samples, log_prob, accept_rate, step_size, n_nan, proposal_chol, stats, n_divergent, w_samples, w_log_prob,
+           w_stats] = o;
     Run r;
     r.progress = std::make_unique<PyProgress>(progress);
     r.cfg.progress = r.progress.get();
@@ -52,9 +58,13 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     mc::Config& c = r.cfg;
     c.chains = xs.rows;
     c.dim = xs.cols;
-    std::tie(c.seed, c.chain_offset, c.n_warmup, c.n_draws, c.thin, std::ignore, c.adapt_step, c.adapt_covariance,
-             c.target_accept) = s;
-    c.proposal = std::get<5>(s) ? mc::Proposal::kIndependent : mc::Proposal::kRandomWalk;
+    int proposal = 0;
+    std::tie(c.seed, c.chain_offset, c.n_warmup, c.n_draws, c.thin, proposal, c.adapt_step, c.adapt_covariance,
+             c.target_accept, c.n_leapfrog, c.jitter, c.keep_warmup) = s;
+    if (proposal < 0 || proposal > static_cast<int>(mc::Proposal::kHmc)) throw py::value_error("unknown proposal");
+    c.proposal = static_cast<mc::Proposal>(proposal);
+    if (c.n_leapfrog < 1) throw py::value_error("n_leapfrog must be >= 1");
+    if (!(c.jitter >= 0.0 && c.jitter < 1.0)) throw py::value_error("jitter must be in [0, 1)");
     if (c.chains < 1 || c.dim < 1) throw py::value_error("x0 must have at least one chain and one coordinate");
     if (c.n_draws < 1 || c.n_warmup < 0 || c.thin < 1) throw py::value_error("need n_draws >= 1, n_warmup >= 0, thin >= 1");
     if (c.chain_offset + static_cast<uint64_t>(c.chains) > (uint64_t(1) << 32))
@@ -83,18 +93,35 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     check(step_size, {ch}, "step_size");
     check(n_nan, {ch}, "n_nan");
     check(proposal_chol, {d, d}, "proposal_chol");
+    check(stats, {ch, nd, mc::kNumStats}, "stats");
+    check(n_divergent, {ch}, "n_divergent");
+    if (c.keep_warmup) {
+        const int64_t nw = c.n_warmup;
+        auto ws = py::cast<Arr<double>>(w_samples), wl = py::cast<Arr<double>>(w_log_prob), wt = py::cast<Arr<double>>(w_stats);
+        if (ws.ptr() != w_samples.ptr() || wl.ptr() != w_log_prob.ptr() || wt.ptr() != w_stats.ptr())
+            throw py::type_error("the warm-up outputs must be C-contiguous float64 arrays");
+        check(ws, {ch, nw, d}, "warmup_samples");
+        check(wl, {ch, nw}, "warmup_log_prob");
+        check(wt, {ch, nw, mc::kNumStats}, "warmup_stats");
+        r.out.warmup_samples = writable(ws, "warmup_samples");
+        r.out.warmup_log_prob = writable(wl, "warmup_log_prob");
+        r.out.warmup_stats = writable(wt, "warmup_stats");
+    }
     r.out.samples = writable(samples, "samples");
     r.out.log_prob = writable(log_prob, "log_prob");
     r.out.accept_rate = writable(accept_rate, "accept_rate");
     r.out.step_size = writable(step_size, "step_size");
     r.out.n_nan = writable(n_nan, "n_nan");
     r.out.proposal_chol = writable(proposal_chol, "proposal_chol");
+    r.out.stats = writable(stats, "stats");
+    r.out.n_divergent = writable(n_divergent, "n_divergent");
     return r;
 }
 
-// A Python callable log_prob(Z) -> (chains,). Z is a (chains, dim) float64 array the callable may keep:
-// it is reused for the next step only when nothing else holds a reference to it (no allocation, no page
-// faults per step), else a new one is made. The result is converted to float64 and must have shape (chains,).
+// A Python callable log_prob(Z) -> (chains,), or, for MALA/HMC, (log_prob (chains,), grad (chains, dim)).
+// Z is a (chains, dim) float64 array the callable may keep: it is reused for the next call only when nothing
+// else holds a reference to it (no allocation, no page faults per step), else a new one is made. The
+// results are converted to float64 and must have those shapes.
 class PyBatchTarget final : public mc::BatchTarget {
 public:
     // Constructed with the GIL held; afterwards the GIL is taken once per step, in end_step, which also
@@ -104,20 +131,18 @@ public:
 
     double* begin_step() override { return z_data_; }
 
-    void end_step(double* log_prob) override {
+    void end_step(double* log_prob, double* grad) override {
         py::gil_scoped_acquire gil;
         py::object res = fn_(z_);
-        py::array arr = py::array::ensure(res);
-        if (!arr) throw py::type_error("log_prob must return an array of float64 values, got " +
-                                       std::string(py::str(py::type::of(res).attr("__name__"))));
-        if (arr.ndim() != 1 || arr.shape(0) != chains_)
-            throw py::value_error("log_prob(Z) must return shape (" + std::to_string(chains_) + ",) for Z of shape (" +
-                                  std::to_string(chains_) + ", " + std::to_string(dim_) + "), got shape " + shape_str(arr));
-        const char kind = arr.dtype().kind();
-        if (kind != 'f' && kind != 'i' && kind != 'u')
-            throw py::type_error("log_prob must return real numbers, got dtype " + std::string(py::str(arr.dtype())));
-        auto lp = Arr<double>::ensure(arr);   // converts float32 / integers; no copy for float64 C-contiguous
-        std::memcpy(log_prob, lp.data(), static_cast<size_t>(chains_) * sizeof(double));
+        if (grad == nullptr) {
+            copy_result(res, log_prob, false);
+        } else {
+            if (!py::isinstance<py::tuple>(res) || py::len(res) != 2)
+                throw py::type_error("with proposal 'mala' or 'hmc' the target must return a tuple (log_prob (chains,), "
+                                     "grad (chains, dim)), got " + std::string(py::str(py::type::of(res).attr("__name__"))));
+            copy_result(res[py::int_(0)], log_prob, false);
+            copy_result(res[py::int_(1)], grad, true);
+        }
         if (z_.ref_count() > 1) {             // the callable kept Z: the next step gets a new array
             z_ = Arr<double>({chains_, dim_});
             z_data_ = z_.mutable_data();
@@ -125,6 +150,25 @@ public:
     }
 
 private:
+    void copy_result(const py::object& res, double* dst, bool is_grad) const {
+        const char* what = is_grad ? "grad" : "log_prob";
+        py::array arr = py::array::ensure(res);
+        if (!arr) throw py::type_error(std::string("the target must return ") + what + " as an array of float64 values, got " +
+                                       std::string(py::str(py::type::of(res).attr("__name__"))));
+        const bool ok = is_grad ? (arr.ndim() == 2 && arr.shape(0) == chains_ && arr.shape(1) == dim_)
+                                : (arr.ndim() == 1 && arr.shape(0) == chains_);
+        if (!ok)
+            throw py::value_error(std::string("the target's ") + what + " must have shape (" + std::to_string(chains_) +
+                                  (is_grad ? ", " + std::to_string(dim_) + ")" : std::string(",)")) + " for Z of shape (" +
+                                  std::to_string(chains_) + ", " + std::to_string(dim_) + "), got shape " + shape_str(arr));
+        const char kind = arr.dtype().kind();
+        if (kind != 'f' && kind != 'i' && kind != 'u')
+            throw py::type_error(std::string("the target's ") + what + " must be real numbers, got dtype " +
+                                 std::string(py::str(arr.dtype())));
+        auto a = Arr<double>::ensure(arr);   // converts float32 / integers and other layouts; no copy for float64 C order
+        std::memcpy(dst, a.data(), static_cast<size_t>(a.size()) * sizeof(double));
+    }
+
     py::function fn_;
     int64_t chains_, dim_;
     Arr<double> z_;
@@ -146,6 +190,44 @@ py::tuple factor_covariance(Arr<double> cov) {
     return py::make_tuple(chol, inv);
 }
 
+// The built-in targets' constants from their Python arguments, checked against the points' dim.
+GaussianParams gaussian_params(const Arr<double>& mean, const Arr<double>& inv_chol, double log_norm, int64_t dim) {
+    vector_of(mean, "mean", dim);
+    if (inv_chol.ndim() != 2 || inv_chol.shape(0) != dim || inv_chol.shape(1) != dim)
+        throw py::value_error("inv_chol has the wrong shape " + shape_str(inv_chol));
+    return GaussianParams{mean.data(), inv_chol.data(), log_norm, dim};
+}
+BananaParams banana_params(double b, double sigma1, int64_t dim) {
+    if (dim < 2) throw py::value_error("Banana needs dim >= 2");
+    return make_banana_params(b, sigma1, dim);
+}
+LogisticParams logistic_params(const Arr<double>& X, const Arr<double>& y, double prior_scale, int64_t dim) {
+    const Rows xs = rows_of(X, "X");
+    if (xs.cols != dim) throw py::value_error("X must have dim columns");
+    vector_of(y, "y", xs.rows);
+    return make_logistic_params(X.data(), y.data(), xs.rows, dim, prior_scale);
+}
+
+// (log p (chains,), grad (chains, dim) or None) at the points z (chains, dim).
+template <class P>
+py::tuple evaluate(void (*fn)(const P&, int64_t, const double*, double*, double*), const P& p, const Arr<double>& z,
+                   bool want_grad) {
+    const Rows zs = rows_of(z, "z");
+    Arr<double> lp({zs.rows});
+    py::object grad = py::none();
+    double* g = nullptr;
+    if (want_grad) {
+        Arr<double> ga({zs.rows, zs.cols});
+        g = ga.mutable_data();
+        grad = ga;
+    }
+    {
+        py::gil_scoped_release nogil;
+        fn(p, zs.rows, z.data(), lp.mutable_data(), g);
+    }
+    return py::make_tuple(lp, grad);
+}
+
 }  // namespace
 
 void register_mcmc(py::module_& m) {
@@ -154,19 +236,13 @@ void register_mcmc(py::module_& m) {
 
 #define VK_MCMC_COMMON_ARGS                                                                                    \
     py::arg("x0").noconvert(), py::arg("step0").noconvert(), py::arg("proposal_mean"), py::arg("proposal_logvar"), \
-        py::arg("settings"), py::arg("samples").noconvert(), py::arg("log_prob").noconvert(),                    \
-        py::arg("accept_rate").noconvert(), py::arg("step_size").noconvert(), py::arg("n_nan").noconvert(),      \
-        py::arg("proposal_chol").noconvert(), py::arg("progress")
+        py::arg("settings"), py::arg("outputs").noconvert(), py::arg("progress")
 
     m.def("mcmc_run_gaussian",
           [](Arr<double> mean, Arr<double> inv_chol, double log_norm, Arr<double> x0, Arr<double> step0, py::object qm,
-             py::object qlv, Settings s, Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss,
-             Arr<int64_t> nn, Arr<double> pc, py::object progress) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
-              vector_of(mean, "mean", r.cfg.dim);
-              if (inv_chol.ndim() != 2 || inv_chol.shape(0) != r.cfg.dim || inv_chol.shape(1) != r.cfg.dim)
-                  throw py::value_error("inv_chol has the wrong shape " + shape_str(inv_chol));
-              const GaussianParams p{mean.data(), inv_chol.data(), log_norm, r.cfg.dim};
+             py::object qlv, Settings s, OutArrays o, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, o, progress);
+              const GaussianParams p = gaussian_params(mean, inv_chol, log_norm, r.cfg.dim);
               py::gil_scoped_release nogil;
               mc::table().run_gaussian(p, r.cfg, r.out);
           },
@@ -174,10 +250,9 @@ void register_mcmc(py::module_& m) {
 
     m.def("mcmc_run_banana",
           [](double b, double sigma1, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
-             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc, py::object progress) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
-              if (r.cfg.dim < 2) throw py::value_error("Banana needs dim >= 2");
-              const BananaParams p = make_banana_params(b, sigma1, r.cfg.dim);
+             OutArrays o, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, o, progress);
+              const BananaParams p = banana_params(b, sigma1, r.cfg.dim);
               py::gil_scoped_release nogil;
               mc::table().run_banana(p, r.cfg, r.out);
           },
@@ -185,13 +260,9 @@ void register_mcmc(py::module_& m) {
 
     m.def("mcmc_run_logistic",
           [](Arr<double> X, Arr<double> y, double prior_scale, Arr<double> x0, Arr<double> step0, py::object qm,
-             py::object qlv, Settings s, Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss,
-             Arr<int64_t> nn, Arr<double> pc, py::object progress) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
-              const Rows xs = rows_of(X, "X");
-              if (xs.cols != r.cfg.dim) throw py::value_error("X must have dim columns");
-              vector_of(y, "y", xs.rows);
-              const LogisticParams p = make_logistic_params(X.data(), y.data(), xs.rows, r.cfg.dim, prior_scale);
+             py::object qlv, Settings s, OutArrays o, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, o, progress);
+              const LogisticParams p = logistic_params(X, y, prior_scale, r.cfg.dim);
               py::gil_scoped_release nogil;
               mc::table().run_logistic(p, r.cfg, r.out);
           },
@@ -199,14 +270,32 @@ void register_mcmc(py::module_& m) {
 
     m.def("mcmc_run_callable",
           [](py::function fn, Arr<double> x0, Arr<double> step0, py::object qm, py::object qlv, Settings s,
-             Arr<double> samples, Arr<double> lp, Arr<double> ar, Arr<double> ss, Arr<int64_t> nn, Arr<double> pc, py::object progress) {
-              Run r = prepare(x0, step0, qm, qlv, s, samples, lp, ar, ss, nn, pc, progress);
+             OutArrays o, py::object progress) {
+              Run r = prepare(x0, step0, qm, qlv, s, o, progress);
               PyBatchTarget target(std::move(fn), r.cfg.chains, r.cfg.dim);   // destroyed with the GIL held
               py::gil_scoped_release nogil;
               mc::table().run_batch(target, r.cfg, r.out);
           },
           py::arg("log_prob"), VK_MCMC_COMMON_ARGS);
 #undef VK_MCMC_COMMON_ARGS
+
+    m.def("mcmc_evaluate_gaussian",
+          [](Arr<double> mean, Arr<double> inv_chol, double log_norm, Arr<double> z, bool grad) {
+              return evaluate(mc::table().evaluate_gaussian, gaussian_params(mean, inv_chol, log_norm, rows_of(z, "z").cols), z, grad);
+          },
+          py::arg("mean").noconvert(), py::arg("inv_chol").noconvert(), py::arg("log_norm"), py::arg("z").noconvert(),
+          py::arg("grad"));
+    m.def("mcmc_evaluate_banana",
+          [](double b, double sigma1, Arr<double> z, bool grad) {
+              return evaluate(mc::table().evaluate_banana, banana_params(b, sigma1, rows_of(z, "z").cols), z, grad);
+          },
+          py::arg("b"), py::arg("sigma1"), py::arg("z").noconvert(), py::arg("grad"));
+    m.def("mcmc_evaluate_logistic",
+          [](Arr<double> X, Arr<double> y, double prior_scale, Arr<double> z, bool grad) {
+              return evaluate(mc::table().evaluate_logistic, logistic_params(X, y, prior_scale, rows_of(z, "z").cols), z, grad);
+          },
+          py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("prior_scale"), py::arg("z").noconvert(),
+          py::arg("grad"));
 }
 
 }  // namespace vk::bind

@@ -10,7 +10,10 @@
 //
 // Built-in targets: every tile runs its whole chain loop in one task of the thread team (parallel.hpp).
 // Batch (Python) targets: one step at a time for all chains, the target called once per step between
-// the proposal and the accept pass.
+// the proposal and the accept pass (MALA/HMC: once per leapfrog step, between the kicks).
+// MALA and HMC run a trajectory per step in three parts, start_trajectory (momentum, first kick, drift),
+// continue_trajectory (after each evaluation: kick, and drift again unless it was the last) and accept,
+// so that the tile loop of a built-in target and the step-major loop of a batch target share them.
 #include "mcmc.hpp"
 
 #include <algorithm>
@@ -32,6 +35,7 @@ namespace {
 using cpu::mcmc::Config;
 using cpu::mcmc::Outputs;
 using cpu::mcmc::Proposal;
+using cpu::mcmc::kNumStats;
 
 // A Pack is one native vector of doubles (a wider generic vector would be kept in memory by GCC between
 // operations, and loop-carried sums would wait on store forwarding). A tile is two Packs of chains: the
@@ -106,12 +110,15 @@ struct Tile {
     // (rows, kTile) lane arrays: x, xp (dim); eps (normals of one step); independence proposal (dim)
     // each; warm-up covariance shift and sum (dim) and lower-triangular scatter (dim (dim + 1) / 2).
     // scratch: (dim) Packs for the Gaussian density.
-    Buffer<double> x, xp, eps, scratch, q_mean, q_sd, q_inv_sd, cov_shift, cov_sum, cov_scatter;
+    // MALA/HMC: g, gp the gradients at x, xp; mom the momentum (dim rows each).
+    Buffer<double> x, xp, eps, scratch, q_mean, q_sd, q_inv_sd, cov_shift, cov_sum, cov_scatter, g, gp, mom;
     alignas(64) double lp[kTile], lpp[kTile], qx[kTile], qxp[kTile];
     alignas(64) double log_step[kTile], log_step_sum[kTile], step[kTile], u[kTile];
-    alignas(64) int64_t accepted[kTile], n_nan[kTile];
-    // Recorded draws not yet written out: (kRecord, dim, kTile) and (kRecord, kTile), draws rec_first ...
-    Buffer<double> rec_x, rec_lp;
+    alignas(64) double h[kTile], k0[kTile];   // MALA/HMC: this step's (jittered) step size, initial kinetic energy
+    alignas(64) int64_t accepted[kTile], n_nan[kTile], n_div[kTile];
+    // Recorded draws not yet written out: (kRecord, dim, kTile), (kRecord, kTile) and (kRecord, kNumStats,
+    // kTile), draws rec_first ...
+    Buffer<double> rec_x, rec_lp, rec_stats;
     int rec_n = 0;
     int64_t rec_first = 0;
 };
@@ -124,9 +131,12 @@ class Sampler {
 public:
     Sampler(const Config& cfg, Outputs& out)
         : cfg_(cfg), out_(out), dim_(cfg.dim),
-          blocks_per_step_(mcmc_blocks_per_step(cfg.dim, cfg.proposal == Proposal::kIndependent)),
-          n_normal_blocks_(mcmc_normal_blocks(cfg.dim, cfg.proposal == Proposal::kIndependent)),
-          uniform_shared_(mcmc_uniform_in_last_normal_block(cfg.dim, cfg.proposal == Proposal::kIndependent)),
+          gradient_(cfg.proposal == Proposal::kMala || cfg.proposal == Proposal::kHmc),
+          n_leapfrog_(cfg.proposal == Proposal::kHmc ? cfg.n_leapfrog : 1),
+          jitter_(cfg.proposal == Proposal::kHmc ? cfg.jitter : 0.0),
+          blocks_per_step_(mcmc_blocks_per_step(cfg.dim, cfg.proposal != Proposal::kRandomWalk)),
+          n_normal_blocks_(mcmc_normal_blocks(cfg.dim, cfg.proposal != Proposal::kRandomWalk)),
+          uniform_shared_(mcmc_uniform_in_last_normal_block(cfg.dim, cfg.proposal != Proposal::kRandomWalk)),
           n_steps_(cfg.n_warmup + cfg.n_draws * cfg.thin),
           n_tiles_((cfg.chains + kTile - 1) / kTile), rec_depth_(record_depth(cfg.dim)) {
         tiles_ = std::unique_ptr<Tile[]>(new Tile[static_cast<size_t>(n_tiles_)]);
@@ -144,6 +154,8 @@ public:
     }
 
     int64_t n_steps() const { return n_steps_; }
+    bool gradient() const { return gradient_; }
+    int64_t n_leapfrog() const { return n_leapfrog_; }
     int64_t n_tiles() const { return n_tiles_; }
     Tile& tile(int64_t b) { return tiles_[b]; }
     // Step at which the pooled covariance is estimated (from the draws before it), or -1.
@@ -211,30 +223,105 @@ public:
         }
     }
 
-    // Accept/reject with t.lpp holding log p(xp); adapts the step size in warm-up; records draws.
+    // ---- MALA and HMC: one leapfrog trajectory per step (vaekernels/mcmc.hpp) ---------------------------
+    // Momentum from the step's normals, the jittered step size, the first half kick and the first drift:
+    // xp is then ready to be evaluated (into lpp, gp).
+    void start_trajectory(Tile& t, int64_t step) const {
+        const uint64_t s = static_cast<uint64_t>(step);
+        const int64_t bps = blocks_per_step_;
+        double* p = t.mom.data();
+        for (int64_t k = 0; k < n_normal_blocks_; ++k) {
+            double* p0 = p + (2 * k) * kTile;
+            double* p1 = p0 + kTile;
+            for (int l = 0; l < kTile; ++l) mcmc_independent_normals(cfg_.seed, t.chain[l], s, bps, k, p0[l], p1[l]);
+        }
+        alignas(64) double v[kTile];
+        for (int l = 0; l < kTile; ++l) mcmc_accept_jitter_uniforms(cfg_.seed, t.chain[l], s, bps, t.u[l], v[l]);
+        for (int l = 0; l < kTile; ++l) t.h[l] = t.step[l] * (1.0 + jitter_ * (2.0 * v[l] - 1.0));
+        kinetic(p, t.k0);
+        const double *x = t.x.data(), *g = t.g.data();
+        double* xp = t.xp.data();
+        for (int64_t j = 0; j < dim_; ++j)
+            for (int l = 0; l < kTile; ++l) {
+                const int64_t i = j * kTile + l;
+                p[i] = p[i] + (0.5 * t.h[l]) * g[i];
+                xp[i] = x[i] + t.h[l] * p[i];
+            }
+    }
+
+    // After leapfrog step i's evaluation at xp: the full kick and the next drift, or the final half kick.
+    void continue_trajectory(Tile& t, int64_t i) const {
+        double *p = t.mom.data(), *xp = t.xp.data();
+        const double* gp = t.gp.data();
+        if (i + 1 == n_leapfrog_) {
+            for (int64_t j = 0; j < dim_ * kTile; j += kTile)
+                for (int l = 0; l < kTile; ++l) p[j + l] = p[j + l] + (0.5 * t.h[l]) * gp[j + l];
+            return;
+        }
+        for (int64_t j = 0; j < dim_ * kTile; j += kTile)
+            for (int l = 0; l < kTile; ++l) {
+                p[j + l] = p[j + l] + t.h[l] * gp[j + l];
+                xp[j + l] = xp[j + l] + t.h[l] * p[j + l];
+            }
+    }
+
+    // Accept/reject with t.lpp holding log p(xp) (and t.gp its gradient, the momentum at the trajectory's
+    // end for MALA/HMC); adapts the step size in warm-up; records draws and their statistics.
     void accept(Tile& t, int64_t step) {
         const bool independent = cfg_.proposal == Proposal::kIndependent;
         const bool post_warmup = step >= cfg_.n_warmup;
-        alignas(64) double alpha[kTile], dq[kTile];
+        alignas(64) double alpha[kTile], delta[kTile], lp_new[kTile], energy[kTile], diverging[kTile], used[kTile];
         alignas(64) int64_t take[kTile];
-        for (int l = 0; l < kTile; ++l) dq[l] = independent ? t.qx[l] - t.qxp[l] : 0.0;  // + 0.0: delta unchanged
-        for (int l = 0; l < kTile; ++l) take[l] = mcmc_accept(t.u[l], t.lpp[l], (t.lpp[l] - t.lp[l]) + dq[l], alpha[l]);
+        if (gradient_) {
+            // delta = H(start) - H(end); a non-finite end energy (log p, or a gradient that reached the
+            // momentum) is an invalid proposal: lp_new = +inf makes mcmc_accept reject it and n_nan count it.
+            alignas(64) double k1[kTile];
+            kinetic(t.mom.data(), k1);
+            for (int l = 0; l < kTile; ++l) {
+                const bool bad = mcmc_invalid_log_prob(t.lpp[l]) || !(k1[l] < FloatTraits<double>::kInf);
+                lp_new[l] = bad ? FloatTraits<double>::kInf : t.lpp[l];
+                delta[l] = (t.lpp[l] - t.lp[l]) + (t.k0[l] - k1[l]);
+                diverging[l] = (bad || -delta[l] > cpu::mcmc::kDivergence) ? 1.0 : 0.0;
+                energy[l] = -t.lpp[l] + k1[l];   // chosen below: the end state if accepted
+                used[l] = t.h[l];
+            }
+        } else {
+            for (int l = 0; l < kTile; ++l) {
+                const double dq = independent ? t.qx[l] - t.qxp[l] : 0.0;   // + 0.0: delta unchanged
+                lp_new[l] = t.lpp[l];
+                delta[l] = (t.lpp[l] - t.lp[l]) + dq;
+                diverging[l] = 0.0;
+                energy[l] = __builtin_nan("");
+                used[l] = independent ? 1.0 : t.step[l];
+            }
+        }
+        for (int l = 0; l < kTile; ++l) take[l] = mcmc_accept(t.u[l], lp_new[l], delta[l], alpha[l]);
         for (int l = 0; l < kTile; ++l) {
-            t.n_nan[l] += mcmc_invalid_log_prob(t.lpp[l]) ? 1 : 0;
+            t.n_nan[l] += mcmc_invalid_log_prob(lp_new[l]) ? 1 : 0;
+            t.n_div[l] += (post_warmup && diverging[l] != 0.0) ? 1 : 0;
             t.accepted[l] += post_warmup ? -take[l] : 0;
         }
         double* x = t.x.data();
         const double* xp = t.xp.data();
         for (int64_t j = 0; j < dim_; ++j)
             for (int l = 0; l < kTile; ++l) x[j * kTile + l] = take[l] ? xp[j * kTile + l] : x[j * kTile + l];
+        if (gradient_) {
+            double* g = t.g.data();
+            const double* gp = t.gp.data();
+            for (int64_t j = 0; j < dim_; ++j)
+                for (int l = 0; l < kTile; ++l) g[j * kTile + l] = take[l] ? gp[j * kTile + l] : g[j * kTile + l];
+            for (int l = 0; l < kTile; ++l) energy[l] = take[l] ? energy[l] : -t.lp[l] + t.k0[l];
+        }
         for (int l = 0; l < kTile; ++l) t.lp[l] = take[l] ? t.lpp[l] : t.lp[l];
         for (int l = 0; l < kTile; ++l) t.qx[l] = take[l] ? t.qxp[l] : t.qx[l];
 
+        const double* stats[kNumStats] = {alpha, used, energy, diverging};
         if (!post_warmup) {
+            if (cfg_.keep_warmup) record_warmup(t, step, stats);
             adapt(t, step, alpha);
             if (step >= collect_.begin && step < collect_.end) collect(t, step);
         } else if ((step - cfg_.n_warmup + 1) % cfg_.thin == 0) {
-            record(t, (step - cfg_.n_warmup) / cfg_.thin);
+            record(t, (step - cfg_.n_warmup) / cfg_.thin, stats);
         }
     }
 
@@ -246,6 +333,13 @@ public:
     // Padding lanes copy lane 0 (they follow the tile's first chain and are never written out).
     static void read_log_prob(const Tile& t, const double* lp, double* dst) {
         for (int l = 0; l < kTile; ++l) dst[l] = lp[t.row0 + (l < t.n ? l : 0)];
+    }
+    // (chains, dim) gradients into the tile's (dim, kTile) lanes.
+    void read_grad(const Tile& t, const double* grad, double* dst) const {
+        for (int l = 0; l < kTile; ++l) {
+            const double* row = grad + (t.row0 + (l < t.n ? l : 0)) * dim_;
+            for (int64_t j = 0; j < dim_; ++j) dst[j * kTile + l] = row[j];
+        }
     }
 
     // ---- pooled covariance (between the two warm-up phases) ---------------------------------------
@@ -293,6 +387,7 @@ public:
                 out_.accept_rate[c] = static_cast<double>(t.accepted[l]) / post;
                 out_.step_size[c] = cfg_.proposal == Proposal::kIndependent ? 1.0 : t.step[l];
                 out_.n_nan[c] = t.n_nan[l];
+                out_.n_divergent[c] = t.n_div[l];
             }
         }
     }
@@ -308,6 +403,12 @@ private:
         t.eps.assign(4 * n_normal_blocks_ * kTile, 0.0);
         t.rec_x.assign(rec_depth_ * dim_ * kTile, 0.0);
         t.rec_lp.assign(rec_depth_ * kTile, 0.0);
+        t.rec_stats.assign(rec_depth_ * kNumStats * kTile, 0.0);
+        if (gradient_) {
+            t.g.assign(dim_ * kTile, 0.0);
+            t.gp.assign(dim_ * kTile, 0.0);
+            t.mom.assign(2 * n_normal_blocks_ * kTile, 0.0);
+        }
         // Padding lanes copy the tile's first chain: they compute valid values and are never written out.
         for (int l = 0; l < kTile; ++l) {
             const int64_t c = row0 + (l < t.n ? l : 0);
@@ -318,6 +419,8 @@ private:
             t.log_step_sum[l] = 0.0;
             t.accepted[l] = 0;
             t.n_nan[l] = 0;
+            t.n_div[l] = 0;
+            t.h[l] = t.k0[l] = 0.0;
             t.lp[l] = t.lpp[l] = t.qx[l] = t.qxp[l] = 0.0;
         }
         if (cfg_.proposal == Proposal::kIndependent) {
@@ -381,13 +484,36 @@ private:
         }
     }
 
-    void record(Tile& t, int64_t draw) {
+    // K = |p|^2 / 2 per lane, coordinates summed in order.
+    void kinetic(const double* p, double* k) const {
+        alignas(64) double acc[kTile] = {};
+        for (int64_t j = 0; j < dim_ * kTile; j += kTile)
+            for (int l = 0; l < kTile; ++l) acc[l] = acc[l] + p[j + l] * p[j + l];
+        for (int l = 0; l < kTile; ++l) k[l] = 0.5 * acc[l];
+    }
+
+    void record(Tile& t, int64_t draw, const double* const* stats) {
         if (t.rec_n == 0) t.rec_first = draw;
         double* rx = t.rec_x.data() + t.rec_n * dim_ * kTile;
         const double* x = t.x.data();
         for (int64_t i = 0; i < dim_ * kTile; ++i) rx[i] = x[i];
         for (int l = 0; l < kTile; ++l) t.rec_lp[t.rec_n * kTile + l] = t.lp[l];
+        double* rs = t.rec_stats.data() + t.rec_n * kNumStats * kTile;
+        for (int k = 0; k < kNumStats; ++k)
+            for (int l = 0; l < kTile; ++l) rs[k * kTile + l] = stats[k][l];
         if (++t.rec_n == rec_depth_) flush(t);
+    }
+
+    // Warm-up iterations go straight out (only when asked for: keep_warmup).
+    void record_warmup(const Tile& t, int64_t step, const double* const* stats) {
+        const int64_t nw = cfg_.n_warmup;
+        for (int l = 0; l < t.n; ++l) {
+            const int64_t c = t.row0 + l;
+            double* s = out_.warmup_samples + (c * nw + step) * dim_;
+            for (int64_t j = 0; j < dim_; ++j) s[j] = t.x[j * kTile + l];
+            out_.warmup_log_prob[c * nw + step] = t.lp[l];
+            for (int k = 0; k < kNumStats; ++k) out_.warmup_stats[(c * nw + step) * kNumStats + k] = stats[k][l];
+        }
     }
 
 public:
@@ -401,6 +527,8 @@ public:
                 const double* rx = t.rec_x.data() + r * dim_ * kTile;
                 for (int64_t j = 0; j < dim_; ++j) s[r * dim_ + j] = rx[j * kTile + l];
                 lp[r] = t.rec_lp[r * kTile + l];
+                double* st = out_.stats + ((c * nd + t.rec_first) + r) * kNumStats;
+                for (int k = 0; k < kNumStats; ++k) st[k] = t.rec_stats[(r * kNumStats + k) * kTile + l];
             }
         }
         t.rec_n = 0;
@@ -409,7 +537,11 @@ public:
 private:
     const Config& cfg_;
     Outputs& out_;
-    int64_t dim_, blocks_per_step_, n_normal_blocks_;
+    int64_t dim_;
+    bool gradient_;
+    int64_t n_leapfrog_;
+    double jitter_;
+    int64_t blocks_per_step_, n_normal_blocks_;
     bool uniform_shared_;
     int64_t n_steps_;
     int64_t n_tiles_;
@@ -424,7 +556,8 @@ private:
 // ---------------------------------------------------------------------------------------------
 // Built-in targets: each tile runs its chain loop in one task
 // ---------------------------------------------------------------------------------------------
-// eval(tile, x (dim, kTile) lanes, lp (kTile,)) evaluates the target for the tile's lanes.
+// eval(tile, x (dim, kTile) lanes, lp (kTile,), g (dim, kTile) lanes or null) evaluates the target (and its
+// gradient when g is not null) for the tile's lanes.
 // Steps run in chunks (cpu::mcmc::Poll) between which progress is reported and Ctrl-C can stop the run;
 // each tile's steps run in the same order whatever the chunking.
 template <class Eval>
@@ -432,9 +565,10 @@ void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
     Sampler s(cfg, out);
     cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
+    const bool gradient = s.gradient();
     cpu::parallel_tasks(n_tiles, [&](int64_t b) {
         Tile& t = s.tile(b);
-        eval(t, t.x.data(), t.lp);
+        eval(t, t.x.data(), t.lp, gradient ? t.g.data() : nullptr);
     });
     for (const Phase& seg : s.segments()) {
         if (seg.begin == s.covariance_step()) s.estimate_covariance();
@@ -443,8 +577,16 @@ void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
             cpu::parallel_tasks(n_tiles, [&](int64_t b) {
                 Tile& t = s.tile(b);
                 for (int64_t step = c0; step < c1; ++step) {
-                    s.propose(t, step);
-                    eval(t, t.xp.data(), t.lpp);
+                    if (gradient) {
+                        s.start_trajectory(t, step);
+                        for (int64_t i = 0; i < s.n_leapfrog(); ++i) {
+                            eval(t, t.xp.data(), t.lpp, t.gp.data());
+                            s.continue_trajectory(t, i);
+                        }
+                    } else {
+                        s.propose(t, step);
+                        eval(t, t.xp.data(), t.lpp, nullptr);
+                    }
                     s.accept(t, step);
                 }
             });
@@ -455,36 +597,66 @@ void run_builtin(const Config& cfg, Outputs& out, Eval eval) {
     s.finish();
 }
 
+// The targets outside the sampler: points (chains, dim) through the same tile evaluation, for the tests of
+// the gradients and Target.log_prob_and_grad.
+template <class Eval>
+void evaluate(int64_t chains, int64_t dim, const double* z, double* lp, double* grad, Eval eval) {
+    cpu::parallel_tasks((chains + kTile - 1) / kTile, [&](int64_t b) {
+        Tile t;
+        t.row0 = b * kTile;
+        t.n = static_cast<int>(std::min<int64_t>(kTile, chains - t.row0));
+        t.x.assign(dim * kTile, 0.0);
+        t.g.assign(dim * kTile, 0.0);
+        t.scratch.assign(dim * kPack, 0.0);
+        for (int l = 0; l < kTile; ++l)
+            for (int64_t j = 0; j < dim; ++j) t.x[j * kTile + l] = z[(t.row0 + (l < t.n ? l : 0)) * dim + j];
+        eval(t, t.x.data(), t.lp, grad != nullptr ? t.g.data() : nullptr);
+        for (int l = 0; l < t.n; ++l) {
+            lp[t.row0 + l] = t.lp[l];
+            for (int64_t j = 0; grad != nullptr && j < dim; ++j) grad[(t.row0 + l) * dim + j] = t.g[j * kTile + l];
+        }
+    });
+}
+
 // The densities of targets.hpp on Packs: half h of the tile is Pack h of each row (stride kHalves).
-void run_gaussian(const GaussianParams& p, const Config& cfg, Outputs& out) {
-    run_builtin(cfg, out, [&p](Tile& t, const double* x, double* lp) {
+// `Run` is run_builtin (the sampler) or evaluate.
+template <class Run>
+void gaussian_target(const GaussianParams& p, Run run) {
+    run([&p](Tile& t, const double* x, double* lp, double* g) {
         for (int h = 0; h < kHalves; ++h) {
-            const Pack r = gaussian_log_prob<Pack>(p, packs(x) + h, kHalves, packs(t.scratch.data()));
+            const Pack r = g == nullptr
+                ? gaussian_log_prob<Pack>(p, packs(x) + h, kHalves, packs(t.scratch.data()))
+                : gaussian_log_prob_grad<Pack>(p, packs(x) + h, kHalves, packs(t.scratch.data()), packs(g) + h);
             std::memcpy(lp + h * kPack, &r, sizeof r);
         }
     });
 }
 
-void run_banana(const BananaParams& p, const Config& cfg, Outputs& out) {
-    run_builtin(cfg, out, [&p](Tile&, const double* x, double* lp) {
+template <class Run>
+void banana_target(const BananaParams& p, Run run) {
+    run([&p](Tile&, const double* x, double* lp, double* g) {
         for (int h = 0; h < kHalves; ++h) {
-            const Pack r = banana_log_prob<Pack>(p, packs(x) + h, kHalves);
+            const Pack r = g == nullptr ? banana_log_prob<Pack>(p, packs(x) + h, kHalves)
+                                        : banana_log_prob_grad<Pack>(p, packs(x) + h, kHalves, packs(g) + h);
             std::memcpy(lp + h * kPack, &r, sizeof r);
         }
     });
 }
 
 // Observations in blocks: the linear predictors of a block for all lanes, then one vectorised pass of the
-// Bernoulli term, then the terms added to each lane in observation order (the order of the one-chain
-// logistic_log_prob).
+// Bernoulli term (and its derivative in eta), then the terms added to each lane in observation order (the
+// order of the one-chain logistic_log_prob) and, for the gradient, d eta_n X_n added observation by
+// observation.
 constexpr int64_t kObsBlock = 32;
 
-void run_logistic(const LogisticParams& p, const Config& cfg, Outputs& out) {
-    run_builtin(cfg, out, [&p](Tile&, const double* x, double* lp) {
-        alignas(64) double eta[kObsBlock][kTile];
+template <class Run>
+void logistic_target(const LogisticParams& p, Run run) {
+    run([&p](Tile&, const double* x, double* lp, double* g) {
+        alignas(64) double eta[kObsBlock][kTile], deta[kObsBlock][kTile];
         for (int h = 0; h < kHalves; ++h) {
             const Pack r = logistic_log_prior<Pack>(p, packs(x) + h, kHalves);
             std::memcpy(lp + h * kPack, &r, sizeof r);
+            if (g != nullptr) logistic_prior_grad<Pack>(p, packs(x) + h, kHalves, packs(g) + h);
         }
         for (int64_t n0 = 0; n0 < p.n_obs; n0 += kObsBlock) {
             const int64_t nn = std::min(kObsBlock, p.n_obs - n0);
@@ -493,15 +665,39 @@ void run_logistic(const LogisticParams& p, const Config& cfg, Outputs& out) {
                     const Pack e = logistic_eta<Pack>(p, n0 + i, packs(x) + h, kHalves);
                     std::memcpy(&eta[i][h * kPack], &e, sizeof e);
                 }
-            for (int64_t i = 0; i < nn; ++i) {
-                const double y = p.y[n0 + i];
-                for (int l = 0; l < kTile; ++l) eta[i][l] = bernoulli_log_prob_term(y, eta[i][l]);
+            if (g == nullptr) {
+                for (int64_t i = 0; i < nn; ++i) {
+                    const double y = p.y[n0 + i];
+                    for (int l = 0; l < kTile; ++l) eta[i][l] = bernoulli_log_prob_term(y, eta[i][l]);
+                }
+            } else {
+                for (int64_t i = 0; i < nn; ++i) {
+                    const double y = p.y[n0 + i];
+                    for (int l = 0; l < kTile; ++l) eta[i][l] = bernoulli_log_prob_term_grad(y, eta[i][l], deta[i][l]);
+                }
+                for (int64_t i = 0; i < nn; ++i) {
+                    const double* xn = p.X + (n0 + i) * p.dim;
+                    for (int64_t j = 0; j < p.dim; ++j)
+                        for (int l = 0; l < kTile; ++l) g[j * kTile + l] = g[j * kTile + l] + deta[i][l] * xn[j];
+                }
             }
             for (int64_t i = 0; i < nn; ++i)
                 for (int l = 0; l < kTile; ++l) lp[l] = lp[l] + eta[i][l];
         }
     });
 }
+
+#define VK_BUILTIN_TARGET(name, Params)                                                                   \
+    void run_##name(const Params& p, const Config& cfg, Outputs& out) {                                 \
+        name##_target(p, [&](auto eval) { run_builtin(cfg, out, eval); });                                \
+    }                                                                                                   \
+    void evaluate_##name(const Params& p, int64_t chains, const double* z, double* lp, double* grad) {   \
+        name##_target(p, [&](auto eval) { evaluate(chains, p.dim, z, lp, grad, eval); });                 \
+    }
+VK_BUILTIN_TARGET(gaussian, GaussianParams)
+VK_BUILTIN_TARGET(banana, BananaParams)
+VK_BUILTIN_TARGET(logistic, LogisticParams)
+#undef VK_BUILTIN_TARGET
 
 // ---------------------------------------------------------------------------------------------
 // Batch targets: step-major, the caller's target evaluated once per step for all chains
@@ -522,31 +718,53 @@ void run_batch(cpu::mcmc::BatchTarget& target, const Config& cfg, Outputs& out) 
     cpu::mcmc::Poll poll(cfg.progress, s.n_steps());
     const int64_t n_tiles = s.n_tiles();
     const bool par = cfg.chains * (cfg.dim + 4) >= kParallelMin;
-    Buffer<double> lp;
+    const bool gradient = s.gradient();
+    Buffer<double> lp, grad;
     lp.assign(cfg.chains, 0.0);
+    if (gradient) grad.assign(cfg.chains * cfg.dim, 0.0);
+    double* g = gradient ? grad.data() : nullptr;
 
     double* z = target.begin_step();
     for (int64_t i = 0; i < cfg.chains * cfg.dim; ++i) z[i] = cfg.x0[i];
-    target.end_step(lp.data());
-    for (int64_t c = 0; c < cfg.chains; ++c)
+    target.end_step(lp.data(), g);
+    for (int64_t c = 0; c < cfg.chains; ++c) {
         if (mcmc_invalid_log_prob(lp[c]))
             throw std::invalid_argument("log_prob(x0) must not be NaN or +inf; got " + std::to_string(lp[c]) +
                                         " for row " + std::to_string(c) + " of x0");
-    for (int64_t b = 0; b < n_tiles; ++b) Sampler::read_log_prob(s.tile(b), lp.data(), s.tile(b).lp);
+        for (int64_t j = 0; gradient && j < cfg.dim; ++j)
+            if (!(g[c * cfg.dim + j] - g[c * cfg.dim + j] == 0.0))
+                throw std::invalid_argument("the gradient at x0 must be finite; got " + std::to_string(g[c * cfg.dim + j]) +
+                                            " for row " + std::to_string(c) + " of x0");
+    }
+    for (int64_t b = 0; b < n_tiles; ++b) {
+        Sampler::read_log_prob(s.tile(b), lp.data(), s.tile(b).lp);
+        if (gradient) s.read_grad(s.tile(b), g, s.tile(b).g.data());
+    }
 
     for (int64_t step = 0; step < s.n_steps(); ++step) {
         if (step == s.covariance_step()) s.estimate_covariance();
         z = target.begin_step();
         tiles(par, n_tiles, [&](int64_t b) {
-            s.propose(s.tile(b), step);
+            if (gradient) s.start_trajectory(s.tile(b), step);
+            else s.propose(s.tile(b), step);
             s.write_proposals(s.tile(b), z);
         });
-        target.end_step(lp.data());
-        tiles(par, n_tiles, [&](int64_t b) {
-            Tile& t = s.tile(b);
-            Sampler::read_log_prob(t, lp.data(), t.lpp);
-            s.accept(t, step);
-        });
+        const int64_t n_evals = gradient ? s.n_leapfrog() : 1;
+        for (int64_t i = 0; i < n_evals; ++i) {
+            target.end_step(lp.data(), g);
+            const bool last = i + 1 == n_evals;
+            if (!last) z = target.begin_step();
+            tiles(par, n_tiles, [&](int64_t b) {
+                Tile& t = s.tile(b);
+                Sampler::read_log_prob(t, lp.data(), t.lpp);
+                if (gradient) {
+                    s.read_grad(t, g, t.gp.data());
+                    s.continue_trajectory(t, i);
+                    if (!last) s.write_proposals(t, z);
+                }
+                if (last) s.accept(t, step);
+            });
+        }
         poll.after(1, step + 1);
     }
     s.finish();
@@ -558,8 +776,10 @@ VK_END_NAMESPACE
 namespace vk::cpu::mcmc {
 // One getter per compiled level, e.g. mcmc_table_isa_avx2(); mcmc_setup.cpp declares them.
 const Table& VK_CAT(mcmc_table_, VK_ISA_NAMESPACE)() {
-    static const Table t{VK_ISA_NAMESPACE::run_gaussian, VK_ISA_NAMESPACE::run_banana,
-                         VK_ISA_NAMESPACE::run_logistic, VK_ISA_NAMESPACE::run_batch};
+    static const Table t{VK_ISA_NAMESPACE::run_gaussian,      VK_ISA_NAMESPACE::run_banana,
+                         VK_ISA_NAMESPACE::run_logistic,      VK_ISA_NAMESPACE::run_batch,
+                         VK_ISA_NAMESPACE::evaluate_gaussian, VK_ISA_NAMESPACE::evaluate_banana,
+                         VK_ISA_NAMESPACE::evaluate_logistic};
     return t;
 }
 }  // namespace vk::cpu::mcmc

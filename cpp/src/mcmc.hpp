@@ -13,7 +13,18 @@
 
 namespace vk::cpu::mcmc {
 
-enum class Proposal : int { kRandomWalk = 0, kIndependent = 1 };
+enum class Proposal : int { kRandomWalk = 0, kIndependent = 1, kMala = 2, kHmc = 3 };
+
+// Per-draw sample statistics, in this order along the last axis of Outputs::stats / warmup_stats.
+enum Stat : int {
+    kStatAcceptProb = 0,   // min(1, e^delta) of the iteration's proposal (0 for an invalid one)
+    kStatStepSize = 1,     // the step size the iteration used (HMC: after jitter; independence: 1)
+    kStatEnergy = 2,       // MALA/HMC: the Hamiltonian -log p(x) + |p|^2 / 2 at the end of the iteration; NaN else
+    kStatDiverging = 3,    // MALA/HMC: 1 if the trajectory's energy error exceeded kDivergence or was not finite
+    kNumStats = 4
+};
+// Energy error H(end) - H(start) above which a trajectory counts as divergent (Stan's threshold).
+constexpr double kDivergence = 1000.0;
 
 // Told about the run's progress between chunks of steps, on the calling thread and outside any parallel
 // region, about every Poll::kSeconds; report may throw to stop the run (the binding throws when a signal
@@ -53,6 +64,9 @@ struct Config {
     bool adapt_step = true;             // Robbins-Monro on each chain's log step during warm-up
     bool adapt_covariance = false;      // pooled proposal covariance from warm-up draws (couples chains)
     double target_accept = 0.234;
+    int64_t n_leapfrog = 1;             // HMC: leapfrog steps per iteration (MALA: 1)
+    double jitter = 0.0;                // HMC: step sizes drawn uniformly from s (1 +- jitter), jitter in [0, 1)
+    bool keep_warmup = false;           // record warm-up iterations into Outputs::warmup_*
     const double* x0 = nullptr;               // (chains, dim)
     const double* step0 = nullptr;            // (chains,) initial (or fixed) random-walk step sizes
     const double* proposal_mean = nullptr;    // (chains, dim), independence proposal
@@ -68,14 +82,21 @@ struct Outputs {
     int64_t* n_nan = nullptr;        // (chains,) NaN/+inf proposals over all steps
     double* proposal_chol = nullptr; // (dim, dim) lower Cholesky factor of the proposal covariance (identity
                                      // unless adapt_covariance)
+    double* stats = nullptr;         // (chains, n_draws, kNumStats), see Stat
+    int64_t* n_divergent = nullptr;  // (chains,) divergent MALA/HMC iterations after warm-up (thinned or not)
+    // With Config::keep_warmup: every warm-up iteration, unthinned.
+    double* warmup_samples = nullptr;   // (chains, n_warmup, dim)
+    double* warmup_log_prob = nullptr;  // (chains, n_warmup)
+    double* warmup_stats = nullptr;     // (chains, n_warmup, kNumStats)
 };
 
-// A target evaluated by the caller once per step for all chains (a Python callable). begin_step returns
-// a (chains, dim) buffer the sampler fills with the proposals; end_step evaluates it and writes the
-// (chains,) log-densities. Either may throw; the sampler lets the exception through unchanged.
+// A target evaluated by the caller for all chains at once (a Python callable): once per step, or once per
+// leapfrog step for MALA/HMC. begin_step returns a (chains, dim) buffer the sampler fills with the points;
+// end_step evaluates it and writes the (chains,) log-densities and, when grad is not null, the (chains, dim)
+// gradients. Either may throw; the sampler lets the exception through unchanged.
 struct BatchTarget {
     virtual double* begin_step() = 0;
-    virtual void end_step(double* log_prob) = 0;
+    virtual void end_step(double* log_prob, double* grad) = 0;
     virtual ~BatchTarget() = default;
 };
 
@@ -84,6 +105,11 @@ struct Table {
     void (*run_banana)(const BananaParams&, const Config&, Outputs&);
     void (*run_logistic)(const LogisticParams&, const Config&, Outputs&);
     void (*run_batch)(BatchTarget&, const Config&, Outputs&);
+    // log p at z (chains, dim) into lp (chains,), and its gradient into grad (chains, dim) unless null:
+    // the sampler's own evaluation (same tiles, same bits), for tests and Target.log_prob_and_grad.
+    void (*evaluate_gaussian)(const GaussianParams&, int64_t chains, const double* z, double* lp, double* grad);
+    void (*evaluate_banana)(const BananaParams&, int64_t chains, const double* z, double* lp, double* grad);
+    void (*evaluate_logistic)(const LogisticParams&, int64_t chains, const double* z, double* lp, double* grad);
 };
 
 // The table for the instruction-set level cpu::kernels() runs at (same choice, same VAEKERNELS_SIMD).

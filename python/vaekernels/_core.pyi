@@ -10,7 +10,8 @@ import numpy.typing
 
 __all__: list[str] = ["f32", "f64", "u32", "simd_level", "simd_levels", "team_size", "set_team_size",
                       "mcmc_factor_covariance", "mcmc_run_banana", "mcmc_run_callable", "mcmc_run_gaussian",
-                      "mcmc_run_logistic", "mlp_forward", "mlp_backward", "bias_activation", "activation_grad",
+                      "mcmc_run_logistic", "mcmc_evaluate_gaussian", "mcmc_evaluate_banana",
+                      "mcmc_evaluate_logistic", "mlp_forward", "mlp_backward", "bias_activation", "activation_grad",
                       "set_blas", "have_blas"]
 
 Arrays = tuple[numpy.typing.NDArray[typing.Any], ...]
@@ -69,6 +70,12 @@ def mcmc_run_banana(b: float, sigma1: float, *run: typing.Any) -> None: ...
 def mcmc_run_logistic(X: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64],
                       prior_scale: float, *run: typing.Any) -> None: ...
 def mcmc_run_callable(log_prob: typing.Callable[..., typing.Any], *run: typing.Any) -> None: ...
+def mcmc_evaluate_gaussian(mean: numpy.typing.NDArray[numpy.float64], inv_chol: numpy.typing.NDArray[numpy.float64],
+                           log_norm: float, z: numpy.typing.NDArray[numpy.float64], grad: bool) -> tuple[typing.Any, typing.Any]: ...
+def mcmc_evaluate_banana(b: float, sigma1: float, z: numpy.typing.NDArray[numpy.float64],
+                         grad: bool) -> tuple[typing.Any, typing.Any]: ...
+def mcmc_evaluate_logistic(X: numpy.typing.NDArray[numpy.float64], y: numpy.typing.NDArray[numpy.float64], prior_scale: float,
+                           z: numpy.typing.NDArray[numpy.float64], grad: bool) -> tuple[typing.Any, typing.Any]: ...
 
 
 class f32:

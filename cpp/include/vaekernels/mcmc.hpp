@@ -14,10 +14,12 @@
 //   the acceptance uniform    if dim % 4 is 1 or 2, u = uniform_open_f64(w2, w3) of the last normal block
 //                             (words no normal uses; B = ceil(dim / 4)); otherwise u = uniform_open_f64(w0, w1)
 //                             of one more block (B = ceil(dim / 4) + 1; its w2, w3 unused)
-// for the independence proposal (B = ceil(dim / 2) + 1):
-//   block k < ceil(dim / 2)   eps[2k], eps[2k + 1] = box_muller_f64(w0, w1, w2, w3)
-//   block B - 1               u = uniform_open_f64(w0, w1); w2, w3 unused.
-// u lies in (0, 1).
+// for the independence proposal, MALA and HMC (B = ceil(dim / 2) + 1):
+//   block k < ceil(dim / 2)   eps[2k], eps[2k + 1] = box_muller_f64(w0, w1, w2, w3) (the proposal's normals;
+//                             for MALA and HMC the momentum p)
+//   block B - 1               u = uniform_open_f64(w0, w1); v = uniform_open_f64(w2, w3), HMC's step-size
+//                             jitter (unused otherwise).
+// u and v lie in (0, 1).
 // Why float32 normals for the random walk: only the symmetry of the increment matters for the MH ratio,
 // and the float32 transform is exactly symmetric (the angle words k and k + 2^23 mod 2^24 give the same
 // reduced angle two quadrants apart, so both normals negate bit for bit; checked for all 2^24 k), so the
@@ -27,9 +29,17 @@
 // A chain's numbers depend on (seed, chain id, step) only: not on the thread count, on which other chains
 // run in the same call, or on the device.
 //
+// The momentum and the MALA/independence normals are float64: their density enters the acceptance ratio.
+//
 // Accept rule: accept iff u < exp(delta), delta = log p(x') - log p(x) (+ log q(x) - log q(x') for the
-// independence proposal). A proposal whose log p is NaN or +inf is rejected and counted (n_nan); -inf is
-// zero density, an ordinary rejection.
+// independence proposal; - K(p') + K(p), K = |p|^2 / 2, for MALA and HMC). A proposal whose log p is NaN or
+// +inf (or, for MALA and HMC, whose trajectory met a non-finite gradient) is rejected and counted (n_nan);
+// -inf is zero density, an ordinary rejection.
+//
+// MALA and HMC (cpp/src/mcmc.cpp): leapfrog with step h = s (1 + jitter (2 v - 1)) from (x, p):
+//   p += h/2 grad(x);  L times { x += h p;  p += h grad(x) }, the last kick halved to h/2.
+// MALA is the one-step case, L = 1, jitter 0: x' = x + h^2/2 grad(x) + h p, and its acceptance ratio
+// q(x | x') / q(x' | x) with q = N(x + h^2/2 grad(x), h^2 I) is exactly e^(K(p) - K(p')) of that step.
 #pragma once
 
 #include "random.hpp"
@@ -37,12 +47,13 @@
 VK_BEGIN_NAMESPACE
 
 // Normal blocks per step; whether the acceptance uniform shares the last of them; blocks per step.
-VK_HD int64_t mcmc_normal_blocks(int64_t dim, bool independent) { return independent ? (dim + 1) / 2 : (dim + 3) / 4; }
-VK_HD bool mcmc_uniform_in_last_normal_block(int64_t dim, bool independent) {
-    return !independent && (dim % 4 == 1 || dim % 4 == 2);
+// f64_normals: the independence, MALA and HMC layout (two float64 normals a block), else the random walk's.
+VK_HD int64_t mcmc_normal_blocks(int64_t dim, bool f64_normals) { return f64_normals ? (dim + 1) / 2 : (dim + 3) / 4; }
+VK_HD bool mcmc_uniform_in_last_normal_block(int64_t dim, bool f64_normals) {
+    return !f64_normals && (dim % 4 == 1 || dim % 4 == 2);
 }
-VK_HD int64_t mcmc_blocks_per_step(int64_t dim, bool independent) {
-    return mcmc_normal_blocks(dim, independent) + (mcmc_uniform_in_last_normal_block(dim, independent) ? 0 : 1);
+VK_HD int64_t mcmc_blocks_per_step(int64_t dim, bool f64_normals) {
+    return mcmc_normal_blocks(dim, f64_normals) + (mcmc_uniform_in_last_normal_block(dim, f64_normals) ? 0 : 1);
 }
 
 VK_HD PhiloxWords mcmc_block(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step, int64_t k) {
@@ -73,6 +84,14 @@ VK_HD void mcmc_independent_normals(uint64_t seed, uint32_t chain, uint64_t step
 VK_HD double mcmc_accept_uniform(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step) {
     const PhiloxWords w = mcmc_block(seed, chain, step, blocks_per_step, blocks_per_step - 1);
     return uniform_open_f64(w.w0, w.w1);
+}
+
+// The acceptance uniform u and HMC's jitter uniform v from the last block of a float64-normal step.
+VK_HD void mcmc_accept_jitter_uniforms(uint64_t seed, uint32_t chain, uint64_t step, int64_t blocks_per_step,
+                                       double& u, double& v) {
+    const PhiloxWords w = mcmc_block(seed, chain, step, blocks_per_step, blocks_per_step - 1);
+    u = uniform_open_f64(w.w0, w.w1);
+    v = uniform_open_f64(w.w2, w.w3);
 }
 
 // NaN or +inf: a failed evaluation, rejected and counted.

@@ -14,6 +14,8 @@
 //
 // All densities are log-densities in float64, normalised where the normaliser is known (Gaussian, Banana)
 // and up to a constant otherwise (LogisticRegression: the likelihood times a normalised prior).
+// Each target also has its gradient in x (for the MALA and HMC proposals), written below its density;
+// grad is laid out like x (coordinate j at grad[j * stride]).
 #pragma once
 
 #include <cmath>
@@ -79,6 +81,30 @@ VK_HD V gaussian_log_prob(const GaussianParams& p, const V* x, int64_t stride, V
     return q * -0.5 + p.log_norm;
 }
 
+// Value and gradient: w = M (x - mean), log p = -0.5 |w|^2 + log_norm, grad = -M^T w. Rows of w in order,
+// then grad_j = -sum_{i >= j} M_ij w_i accumulated row by row (i ascending). dim^2 multiply-adds.
+template <class V>
+VK_HD V gaussian_log_prob_grad(const GaussianParams& p, const V* x, int64_t stride, V* w /* (dim,) scratch */,
+                               V* grad) {
+    const int64_t d = p.dim;
+    const double* m = p.inv_chol;
+    V q{};
+    for (int64_t i = 0; i < d; ++i) {
+        const double* mi = m + i * d;
+        V wi = (x[0] - p.mean[0]) * mi[0];
+        for (int64_t j = 1; j <= i; ++j) wi = wi + (x[j * stride] - p.mean[j]) * mi[j];
+        w[i] = wi;
+        q = q + wi * wi;
+        grad[i * stride] = V{};
+    }
+    for (int64_t i = 0; i < d; ++i) {
+        const double* mi = m + i * d;
+        const V wi = w[i];
+        for (int64_t j = 0; j <= i; ++j) grad[j * stride] = grad[j * stride] - wi * mi[j];
+    }
+    return q * -0.5 + p.log_norm;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Banana: Haario et al. (1999)'s twisted Gaussian, x1 ~ N(0, sigma1^2), x2 | x1 ~ N(b (sigma1^2 - x1^2), 1),
 // further coordinates independent N(0, 1):
@@ -116,6 +142,17 @@ VK_HD V banana_log_prob(const BananaParams& p, const V* x, int64_t stride) {
         lp = lp - xj * xj * 0.5;
     }
     return lp + p.log_norm;
+}
+
+// d/dx1 = -x1 / sigma1^2 - 2 b x1 t, d/dx2 = -t (t = x2 + b x1^2 - b sigma1^2), d/dxj = -xj.
+template <class V>
+VK_HD V banana_log_prob_grad(const BananaParams& p, const V* x, int64_t stride, V* grad) {
+    const V x1 = x[0];
+    const V t = x[stride] + x1 * x1 * p.b - p.shift;
+    grad[0] = x1 * (-2.0 * p.half_inv_var1) - t * x1 * (2.0 * p.b);
+    grad[stride] = -t;
+    for (int64_t j = 2; j < p.dim; ++j) grad[j * stride] = -x[j * stride];
+    return banana_log_prob(p, x, stride);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,6 +196,13 @@ VK_HD V logistic_log_prior(const LogisticParams& p, const V* beta, int64_t strid
     V ss = beta[0] * beta[0];
     for (int64_t j = 1; j < p.dim; ++j) ss = ss + beta[j * stride] * beta[j * stride];
     return ss * -p.half_inv_prior_var + p.log_norm;
+}
+
+// Gradient of the prior, -beta / prior_scale^2, the start of the gradient's sum; the likelihood adds
+// (y_n - sigmoid(eta_n)) X_n (bernoulli_log_prob_term_grad) observation by observation.
+template <class V>
+VK_HD void logistic_prior_grad(const LogisticParams& p, const V* beta, int64_t stride, V* grad) {
+    for (int64_t j = 0; j < p.dim; ++j) grad[j * stride] = beta[j * stride] * (-2.0 * p.half_inv_prior_var);
 }
 
 // One chain (GPU): prior first, then the observations in order (the CPU tile sums in the same order).

@@ -2,7 +2,9 @@
 log-densities are written once in cpp/include/vaekernels/targets.hpp for the CPU and the GPU.
 
 Each target is also callable from Python (``target.log_prob(Z)`` for Z of shape (chains, dim)), a NumPy
-formula written independently of the C++ one, used by the tests and handy for plotting.
+formula written independently of the C++ one, used by the tests and handy for plotting; and
+``target.log_prob_and_grad(Z)`` evaluates the C++ density and its analytic gradient (what MALA and HMC use)
+at any points.
 """
 from __future__ import annotations
 
@@ -45,6 +47,19 @@ class Target:
     def log_prob(self, z):  # pragma: no cover - overridden
         raise TypeError(f"{type(self).__name__} does not define log_prob")
 
+    def log_prob_and_grad(self, z):
+        """(log p (chains,), grad log p (chains, dim)) at z (chains, dim) or (dim,), from the C++ formulas
+        the sampler runs (targets.hpp): the same bits as inside ``sample``. Returns float64 arrays."""
+        z = np.asarray(z)
+        if z.dtype.kind not in "fiu" or z.dtype == np.bool_:
+            raise TypeError(f"z must be a real array, got dtype {z.dtype}")
+        single = z.ndim == 1
+        z2 = np.ascontiguousarray(np.atleast_2d(z), dtype=np.float64)
+        if z2.ndim != 2 or z2.shape[1] != self.dim:
+            raise ValueError(f"z must have shape (chains, {self.dim}) or ({self.dim},), got {z.shape}")
+        lp, grad = self._evaluate(z2, True)
+        return (lp[0], grad[0]) if single else (lp, grad)
+
     def __call__(self, z):
         return self.log_prob(z)
 
@@ -80,6 +95,9 @@ class Gaussian(Target):
 
     def _run(self, args):
         return _core.mcmc_run_gaussian(self.mean, self.inv_chol, self.log_norm, *args)
+
+    def _evaluate(self, z, grad):
+        return _core.mcmc_evaluate_gaussian(self.mean, self.inv_chol, self.log_norm, z, grad)
 
 
 class Banana(Target):
@@ -130,6 +148,9 @@ class Banana(Target):
     def _run(self, args):
         return _core.mcmc_run_banana(self.b, self.sigma1, *args)
 
+    def _evaluate(self, z, grad):
+        return _core.mcmc_evaluate_banana(self.b, self.sigma1, z, grad)
+
 
 class LogisticRegression(Target):
     """Bayesian logistic regression: y_n ~ Bernoulli(sigmoid(X_n . beta)), beta ~ N(0, prior_scale^2 I).
@@ -160,3 +181,6 @@ class LogisticRegression(Target):
 
     def _run(self, args):
         return _core.mcmc_run_logistic(self.X, self.y, self.prior_scale, *args)
+
+    def _evaluate(self, z, grad):
+        return _core.mcmc_evaluate_logistic(self.X, self.y, self.prior_scale, z, grad)
