@@ -15,7 +15,7 @@ import numpy as np
 from .. import datasets
 from ..vae import VAE
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "gaps_section"]
 
 
 def _matplotlib():
@@ -136,6 +136,20 @@ def run_demo(out_dir="vaekernels-demo", epochs=300, seed=0, n_latent=2, hidden=(
     data = {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test,
             "X_test_binary": X_test_bin}
     return summary, model, data
+
+
+def gaps_section(model, X, out_dir, n_points=4, seed=0, ais_steps=200, ais_chains=16, progress=False,
+                 print_fn=print):
+    """The inference gaps (vaekernels.vae.gaps) of the first ``n_points`` rows of X, small and fast: AIS with
+    ``ais_steps`` steps x ``ais_chains`` chains (HMC), q* with 300 Adam steps. Prints the table, writes
+    ``out_dir/inference_gaps.png``; returns a JSON-ready dict."""
+    from ..vae.gaps import inference_gaps, plot_gaps
+    res = inference_gaps(model, X[:n_points], ais_steps=ais_steps, ais_chains=ais_chains, seed=seed,
+                         n_iterations=300, progress=progress)
+    for line in res.table().splitlines():
+        print_fn(line)
+    plot_gaps(res, os.path.join(out_dir, "inference_gaps.png"))
+    return res.to_dict()
 
 
 def write_summary(out_dir, summary):

@@ -5,7 +5,7 @@
     vaekernels demo [--out DIR]    train a VAE on the 8x8 digits, print ELBO/IWAE, write plots + summary.json
     vaekernels train --data digits|mnist:PATH|FILE.npy [--latent 50 --hidden 200,200 --epochs N
                      --batch-size B --lr LR --out DIR ...]
-    vaekernels eval CHECKPOINT --data ... [--k 5000]
+    vaekernels eval CHECKPOINT --data ... [--k 5000] [--gaps [--gap-points 10 --ais-steps 1000 --ais-chains 16]]
 """
 from __future__ import annotations
 
@@ -109,6 +109,9 @@ def build_parser():
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--mcmc-points", type=_nonneg_int, default=4,
                    help="test digits whose posterior p(z|x) MCMC compares with q(z|x); 0 skips it (default: %(default)s)")
+    d.add_argument("--gap-points", type=_nonneg_int, default=4,
+                   help="test digits whose inference gaps (AIS, best Gaussian q*) are measured; 0 skips it "
+                        "(default: %(default)s)")
     d.set_defaults(func=_cmd_demo)
 
     t = sub.add_parser("train", help="train a VAE and save a checkpoint")
@@ -144,6 +147,15 @@ def build_parser():
     e.add_argument("--batch-size", type=_positive_int, default=8192,
                    help="(sample, row) pairs per decoder pass in the IWAE (bounds memory)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--gaps", action="store_true",
+                   help="also the inference gaps (approximation and amortisation, Cremer et al. 2018) of the "
+                        "first --gap-points rows: log p(x) by AIS, the best Gaussian q* per row")
+    e.add_argument("--gap-points", type=_positive_int, default=10, help="rows for --gaps (default: %(default)s)")
+    e.add_argument("--ais-steps", type=_positive_int, default=1000, help="AIS steps for --gaps (default: %(default)s)")
+    e.add_argument("--ais-chains", type=_positive_int, default=16,
+                   help="AIS chains per row for --gaps (default: %(default)s)")
+    e.add_argument("--gap-log-px", default="ais", choices=["ais", "iwae"],
+                   help="log p(x) for --gaps: AIS, or the IWAE(k) estimates computed anyway (default: %(default)s)")
     e.set_defaults(func=_cmd_eval)
     return p
 
@@ -171,6 +183,13 @@ def _cmd_demo(args, parser):
         summary["files"]["mcmc"] = "mcmc_posterior.png"
         write_summary(args.out, summary)
         print(f"  wrote mcmc_posterior.png and updated summary.json in {args.out}")
+    if args.gap_points:
+        from .demo import gaps_section
+        summary["inference_gaps"] = gaps_section(model, data["X_test_binary"], args.out, n_points=args.gap_points,
+                                                 seed=args.seed, progress=not args.no_progress)
+        summary["files"]["inference_gaps"] = "inference_gaps.png"
+        write_summary(args.out, summary)
+        print(f"  wrote inference_gaps.png and updated summary.json in {args.out}")
     return 0
 
 
@@ -245,6 +264,14 @@ def _cmd_eval(args, parser):
     res = {"checkpoint": args.checkpoint, "rows": n, "binarized_once": binarized, "k": args.k,
            "elbo": float(elbo.mean()), "elbo_se": float(elbo.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
            "iwae": float(iwae.mean()), "iwae_se": float(iwae.std(ddof=1) / np.sqrt(n)) if n > 1 else None}
+    gaps = None
+    if args.gaps:
+        from ..vae.gaps import inference_gaps
+        m = min(args.gap_points, n)
+        extra = ({"log_px": iwae[:m], "log_px_label": f"IWAE, k={args.k}"} if args.gap_log_px == "iwae" else {})
+        gaps = inference_gaps(model, X[:m], ais_steps=args.ais_steps, ais_chains=args.ais_chains, seed=args.seed,
+                              progress=not args.json, **extra)
+        res["gaps"] = gaps.to_dict()
     if args.json:
         print(json.dumps(res))
     else:
@@ -252,6 +279,8 @@ def _cmd_eval(args, parser):
         print(f"{n} rows{' (binarised once)' if binarized else ''}:  ELBO {res['elbo']:.3f}{se(res['elbo_se'])}"
               f"  IWAE(k={args.k}) {res['iwae']:.3f}{se(res['iwae_se'])}  nats per row "
               f"(NLL estimate {-res['iwae']:.3f})")
+        if gaps is not None:
+            print(gaps.table())
     return 0
 
 

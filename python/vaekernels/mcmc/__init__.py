@@ -1,5 +1,6 @@
-"""Batched Metropolis-Hastings in C++: many chains at once, built-in and Python targets, warm-up
-adaptation, diagnostics (bulk ESS, rank-normalised R-hat), and the posterior p(z|x) of a trained VAE.
+"""Batched Metropolis-Hastings in C++ (random walk, independence, MALA, HMC): many chains at once, built-in
+and Python targets, warm-up adaptation, diagnostics (bulk ESS, rank-normalised R-hat), the posterior p(z|x)
+of a trained VAE, and its evidence log p(x) by annealed importance sampling with BDMC bounds (annealing.py).
 
 Example::
 
@@ -10,10 +11,12 @@ Example::
     res.samples.shape                               # (1024, 2000, 2)
     vk.mcmc.ess(res.samples), vk.mcmc.rhat(res.samples)
 """
+from .annealing import AISProblem, AISResult, BDMCResult, VAEProblem, ais, bdmc, schedule, simulate
 from .diagnostics import ess, rhat
 from .sampler import MCMCResult, sample
 from .targets import Banana, Gaussian, LogisticRegression, Target
 from .vae_posterior import compare_posterior, demo_section, vae_posterior
 
 __all__ = ["sample", "MCMCResult", "Target", "Gaussian", "Banana", "LogisticRegression", "ess", "rhat",
-           "vae_posterior", "compare_posterior", "demo_section"]
+           "vae_posterior", "compare_posterior", "demo_section", "ais", "bdmc", "simulate", "schedule", "AISProblem",
+           "VAEProblem", "AISResult", "BDMCResult"]

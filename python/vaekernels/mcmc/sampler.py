@@ -132,7 +132,7 @@ def _gradient_target(target):
 
 def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", step_size="adapt",
            target_accept=None, adapt_covariance=False, thin=1, chain_offset=0, proposal_mean=None,
-           proposal_logvar=None, n_leapfrog=10, jitter=0.0, keep_warmup=False, progress=True):
+           proposal_logvar=None, n_leapfrog=10, jitter=0.0, keep_warmup=False, progress=True, _check_only=False):
     """Run one Metropolis-Hastings chain per row of ``x0``.
 
     target: a built-in target (:class:`Gaussian`, :class:`Banana`, :class:`LogisticRegression`), whose
@@ -273,6 +273,9 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
         step0 = np.ascontiguousarray(s, dtype=np.float64)
         if not np.all(np.isfinite(step0) & (step0 > 0)):
             raise ValueError("step_size must be positive and finite")
+
+    if _check_only:   # vaekernels.distributed: the arguments' errors once, before any shard runs
+        return None
 
     # ---- run ----------------------------------------------------------------------------------------
     samples = np.empty((chains, n_draws, dim))

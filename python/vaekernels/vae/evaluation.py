@@ -33,30 +33,33 @@ class Evaluation:
         for start in range(0, n, batch_size):
             yield start, min(n, start + batch_size)
 
-    def _elbo_terms(self, X, seed, batch_size=1024):
-        """Per-row (log p(x|z), KL) with z from stream positions row * L .. of ``seed``."""
+    def _elbo_terms(self, X, seed, batch_size=1024, row_offset=0):
+        """Per-row (log p(x|z), KL) with z from stream positions (row_offset + row) * L .. of ``seed``."""
         ll = np.empty(X.shape[0], self.dtype)
         kl = np.empty(X.shape[0], self.dtype)
         for s, t in self._batches(X.shape[0], batch_size):
             ws = self._workspace(t - s)
-            self._forward(ws, X[s:t], seed, s * self.n_latent)
+            self._forward(ws, X[s:t], seed, (row_offset + s) * self.n_latent)
             ll[s:t] = ws.loglik
             kl[s:t] = ws.kl
         return ll, kl
 
     @_one_blas_thread
-    def elbo(self, X, seed=0, batch_size=1024):
+    def elbo(self, X, seed=0, batch_size=1024, row_offset=0):
         """Per-row ELBO log p(x|z) - KL(q(z|x) || p(z)) with one reparameterised sample z per row (row i
-        uses stream positions i L .. (i + 1) L - 1 of ``randn`` stream ``seed``, whatever the batching).
-        X: (n, n_inputs). Returns (n,) in nats, in the model's dtype."""
+        uses stream positions (row_offset + i) L .. (row_offset + i + 1) L - 1 of ``randn`` stream ``seed``,
+        whatever the batching). X: (n, n_inputs). row_offset: the index of X's first row in a larger data
+        set (shards of it then give the numbers of one call; vaekernels.distributed uses it). Returns (n,) in
+        nats, in the model's dtype."""
         X = self._check_data(X, "X", None)
-        seed, _ = V.seed_offset(seed, 0, X.shape[0] * self.n_latent)
+        row_offset = V.integer("row_offset", row_offset, 0, 1 << 62)
+        seed, _ = V.seed_offset(seed, row_offset * self.n_latent, X.shape[0] * self.n_latent)
         batch_size = V.integer("batch_size", batch_size, 1, 1 << 31)
-        ll, kl = self._elbo_terms(X, seed, batch_size)
+        ll, kl = self._elbo_terms(X, seed, batch_size, row_offset)
         return ll - kl
 
     @_one_blas_thread
-    def iwae(self, X, k=5000, seed=0, batch_size=8192):
+    def iwae(self, X, k=5000, seed=0, batch_size=8192, row_offset=0):
         """Per-row importance-weighted estimate of log p(x) with k samples (Burda et al. 2016):
         log (1/k) sum_j p(x, z_j) / q(z_j | x), z_j ~ q(z | x). A lower bound in expectation that rises
         towards log p(x) as k grows (k = 1 is the ELBO in expectation).
@@ -65,12 +68,16 @@ class Evaluation:
         and the log-mean-exp over k is accumulated chunk by chunk (running max and scaled sum, in float64).
         Sample j of row i uses ``randn`` stream ``seed`` at positions (i k + j) L .. (i k + j + 1) L - 1, so
         batch_size changes no sample (float32 results may differ in the last bits: the BLAS can choose
-        another kernel for another number of rows). Returns (n,) float64.
+        another kernel for another number of rows). row_offset: the index of X's first row in a larger data
+        set (i above counts from it), so shards of a data set give the numbers of one call when they are cut
+        at multiples of the rows per pass, max(1, batch_size // k) (vaekernels.distributed.iwae).
+        Returns (n,) float64.
         """
         X = self._check_data(X, "X", None)
         k = V.integer("k", k, 1, 1 << 40)
         batch_size = V.integer("batch_size", batch_size, 1, 1 << 31)
-        seed, _ = V.seed_offset(seed, 0, X.shape[0] * k * self.n_latent)
+        row_offset = V.integer("row_offset", row_offset, 0, 1 << 62)
+        seed, _ = V.seed_offset(seed, row_offset * k * self.n_latent, X.shape[0] * k * self.n_latent)
         n, D, L = X.shape[0], self.n_inputs, self.n_latent
         rows = max(1, batch_size // k)          # data rows per pass (all k samples each) ...
         chunk = min(k, batch_size)              # ... or, when k > batch_size, one row in chunks of k
@@ -99,7 +106,7 @@ class Evaluation:
                 m = r * kc
                 w = ws.view(self, m)
                 e3 = eps[:m].reshape(r, kc, L)
-                ops.randn((r, kc, L), seed, (s * k + j0) * L, dt, out=e3)  # contiguous: r == 1 or kc == k
+                ops.randn((r, kc, L), seed, ((row_offset + s) * k + j0) * L, dt, out=e3)  # contiguous: r == 1 or kc == k
                 z3 = w.z.reshape(r, kc, L)
                 np.multiply(e3, sigma[:r, None, :], out=z3)
                 z3 += mu[:, None, :]

@@ -253,6 +253,8 @@ class VAE(Training, Evaluation, Checkpoints):
             if a.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
             a = a.astype(self.dtype)
+        if not a.flags.aligned:   # e.g. unpickled from a byte buffer: the kernels need aligned rows
+            a = a.copy()
         return a
 
     def _check_batch(self, x, name="x"):
