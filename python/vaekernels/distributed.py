@@ -36,6 +36,7 @@ Importing this module imports dask.distributed; ``import vaekernels`` never does
 """
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -191,14 +192,15 @@ def _check_vae_data(model, X):
 
 
 def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_points, progress):
-    from .mcmc.annealing import VAEProblem, ais, bdmc
+    from .mcmc.annealing import ENCODER_BLOCK_POINTS, VAEProblem, ais, bdmc, decoder_block_points
     _check_client(client)
     X = _check_vae_data(model, X)
     kwargs.setdefault("point_offset", 0)
     kwargs.setdefault("start", "prior")
     if "progress" in kwargs:
         raise TypeError("progress is this function's own argument (a bar over shards)")
-    block_points = V.integer("block_points", block_points, 1, 1 << 31)
+    if block_points is not None:
+        block_points = V.integer("block_points", block_points, 1, 1 << 31)
     size = V.integer("shard_points", shard_points, 1, 1 << 40)
     if not isinstance(kwargs.get("step_size", "adapt"), str) and np.ndim(kwargs["step_size"]) > 0:
         raise ValueError("distributed AIS takes step_size='adapt' or one float (a per-point array is not sharded)")
@@ -213,17 +215,23 @@ def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_point
         if z_exact.shape != (X.shape[0], model.n_latent):
             raise ValueError(f"z_exact must have shape ({X.shape[0]}, {model.n_latent}) like X's rows, got {z_exact.shape}")
         bdmc(small, z_exact=z_exact[:1], progress=False, **probe)
-    pieces = shards(X.shape[0], size, block_points)
+    # shards start at multiples of both blocks (decoder and encoder), so every point sits in the same GEMMs
+    # as in one process
+    dec = decoder_block_points(V.integer("chains", kwargs.get("chains", 16), 1, 1 << 31), block_points)
+    align = dec * ENCODER_BLOCK_POINTS // math.gcd(dec, ENCODER_BLOCK_POINTS)
+    pieces = shards(X.shape[0], size, align)
     return _run_shards(client, what, _ais_task, pieces,
                        (_shared(client, model), _shared(client, X),
                         None if z_exact is None else _shared(client, z_exact),
                         dict(kwargs, block_points=block_points)), progress)
 
 
-def ais(client, model, X, *, shard_points=32, block_points=8, progress=True, **kwargs):
+def ais(client, model, X, *, shard_points=32, block_points=None, progress=True, **kwargs):
     """:func:`vaekernels.mcmc.ais` of a VAE over the cluster, data points split into shards of
-    ``shard_points`` (rounded up to a multiple of ``block_points``): the same :class:`AISResult` as
-    ``mcmc.ais(VAEProblem(model, X, start, block_points), **kwargs)`` in one process, bit for bit.
+    ``shard_points`` (rounded up to a multiple of the decoder's block of points, see
+    ``mcmc.annealing.decoder_block_points``: 32 points for 16 chains): the same :class:`AISResult` as
+    ``mcmc.ais(model, X, **kwargs)`` (= ``VAEProblem(model, X, start, block_points)``) in one process, bit
+    for bit.
 
     kwargs: ``mcmc.ais``'s (n_steps, chains, seed, schedule, transition, n_leapfrog, step_size, target_accept,
     start, point_offset); a per-point (n, n_steps) step_size array is not sharded (ValueError from the
@@ -232,7 +240,7 @@ def ais(client, model, X, *, shard_points=32, block_points=8, progress=True, **k
     return _concat_ais(parts, kwargs["point_offset"])
 
 
-def bdmc(client, model, X=None, z_exact=None, *, n_simulated=None, shard_points=32, block_points=8, progress=True,
+def bdmc(client, model, X=None, z_exact=None, *, n_simulated=None, shard_points=32, block_points=None, progress=True,
          **kwargs):
     """:func:`vaekernels.mcmc.bdmc` of a VAE over the cluster (data points sharded as in :func:`ais`): the
     same :class:`BDMCResult` as one process, bit for bit. ``n_simulated=k`` simulates the data first, here,

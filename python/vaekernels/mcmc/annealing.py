@@ -86,16 +86,17 @@ class VAEProblem(AISProblem):
     start="prior": f0 = p(z), so f_b = p(z) p(x|z)^b; start="encoder": f0 = q(z | x_i) of the encoder, the path
     q^(1-b) p(x, z)^b (shorter when q is good). log p(x|z) and its gradient in z come from
     ``model.decoder_log_likelihood(X, Z, grad=True)`` (the decoder runs in the model's dtype; results are
-    float64). The encoder and decoder run on blocks of ``block_points`` data points (all their chains): a
-    GEMM may round a row differently in a matrix of another size, so fixed blocks make a point's numbers
-    independent of the other points of the call whenever calls are cut at multiples of block_points
+    float64). The decoder runs on blocks of ``block_points`` data points (all their chains; default
+    :func:`decoder_block_points`: about 512 latent rows, at least 8 points) and the encoder on blocks of 8
+    points: a GEMM may round a row differently in a matrix of another size, so fixed blocks make a point's
+    numbers independent of the other points of the call whenever calls are cut at multiples of the block
     (``point_offset`` shards, vaekernels.distributed). Example::
 
         X, z = simulate(model, 20, seed=0)
         res = ais(VAEProblem(model, X, start="encoder"), n_steps=500, seed=1)   # = ais(model, X, start=...)
     """
 
-    def __init__(self, model, X, start="prior", block_points=8):
+    def __init__(self, model, X, start="prior", block_points=None):
         for attr in ("encode", "decoder_log_likelihood", "n_latent", "n_inputs", "dtype", "likelihood"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a vaekernels.VAE (missing {attr!r}), got {type(model).__name__}")
@@ -111,19 +112,20 @@ class VAEProblem(AISProblem):
         if model.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
             raise ValueError(f"X must lie in [0, 1] for the Bernoulli likelihood, got [{X.min()}, {X.max()}]")
         self.model, self.start = model, start
-        self.block_points = V.integer("block_points", block_points, 1, 1 << 31)
+        self.block_points = None if block_points is None else V.integer("block_points", block_points, 1, 1 << 31)
         self.X = np.ascontiguousarray(X, dtype=model.dtype)
         self.n_points, self.dim = self.X.shape[0], int(model.n_latent)
         if start == "prior":
             self.initial_mean = np.zeros((self.n_points, self.dim))
             self.initial_logvar = np.zeros((self.n_points, self.dim))
         else:
-            mu, logvar = model.encode(self.X, batch_size=self.block_points)
+            mu, logvar = model.encode(self.X, batch_size=ENCODER_BLOCK_POINTS)
             self.initial_mean, self.initial_logvar = mu.astype(np.float64), logvar.astype(np.float64)
 
     def _rows(self, Z):
-        """Latent rows per decoder pass: block_points data points with all their chains (Z (n, C, d))."""
-        return self.block_points * (Z.shape[1] if Z.ndim == 3 else 1)
+        """Latent rows per decoder pass: a block of data points with all their chains (Z (n, C, d))."""
+        chains = Z.shape[1] if Z.ndim == 3 else 1
+        return decoder_block_points(chains, self.block_points) * chains
 
     def log_target_and_grad(self, Z):
         ll, dll = self.model.decoder_log_likelihood(self.X, Z, grad=True, batch_size=self._rows(Z))
@@ -133,6 +135,20 @@ class VAEProblem(AISProblem):
     def log_target(self, Z):
         ll = self.model.decoder_log_likelihood(self.X, Z, batch_size=self._rows(Z))
         return ll.astype(np.float64) + ops.standard_normal_log_prob(Z)
+
+
+ENCODER_BLOCK_POINTS = 8
+
+
+def decoder_block_points(chains, block_points=None):
+    """Data points per decoder pass of :class:`VAEProblem`: ``block_points`` if given, else the power of two
+    nearest below 512 / chains, at least 8 (GEMMs of ~512 rows run near the BLAS's peak; smaller blocks
+    cost up to 2x on the 784-200-200 decoder). Always a multiple of the encoder's block of 8 points when
+    chosen automatically; shards of a distributed run are cut at multiples of it."""
+    if block_points is not None:
+        return block_points
+    per = 512 // chains
+    return max(ENCODER_BLOCK_POINTS, 1 << (per.bit_length() - 1) if per > 0 else 1)
 
 
 @dataclass

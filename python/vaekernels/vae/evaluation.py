@@ -185,7 +185,10 @@ class Evaluation:
         bernoulli = self.likelihood == "bernoulli"
         for s, t in self._batches(n * K, batch_size):
             ws = self._workspace(t - s)
-            np.take(X, np.arange(s, t) // K, axis=0, out=ws.x)     # the data row of each latent row
+            if s % K == 0 and t % K == 0:                            # whole data rows: a broadcast copy
+                np.copyto(ws.x.reshape((t - s) // K, K, X.shape[1]), X[s // K:t // K, None, :])
+            else:                                                    # the data row of each latent row
+                np.take(X, np.arange(s, t) // K, axis=0, out=ws.x)
             out = self._decoder.forward(Zf[s:t], ws.dec)            # logits, or the Gaussian mean
             if not bernoulli:
                 np.copyto(ws.x_logvar, self._params.values["dec.logvar"])
