@@ -82,13 +82,13 @@ def test_python_target_travels_by_value_and_progress_counts_shards(client):
 
 
 def _first_finishes_last(n, a, b):
-    time.sleep(0.8 if a == 0 else 0.0)   # while shard 0 sleeps on one worker, the other does the rest
+    time.sleep(0.8 if a == 0 else 0.0)   # while shard 0 sleeps on one worker, the other runs shard 1
     return a, time.monotonic()
 
 
 def test_shards_finishing_out_of_order_are_assembled_in_order(client):
-    out = vkd._run_shards(client, "test", _first_finishes_last, vkd.shards(4, 1), (4,), False)
-    assert [a for a, _ in out] == [0, 1, 2, 3]
+    out = vkd._run_shards(client, "test", _first_finishes_last, vkd.shards(2, 1), (2,), False)
+    assert [a for a, _ in out] == [0, 1]
     finished = [t for _, t in out]
     assert finished[0] > max(finished[1:])   # the first shard really finished last
 
