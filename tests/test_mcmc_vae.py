@@ -180,6 +180,23 @@ def test_bernoulli_posterior_gradient_vs_finite_differences():
         np.testing.assert_allclose(grad[:, j], fd, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradient_only_decoder_likelihood_equals_the_value_and_gradient_pass(likelihood, dtype):
+    """value=False (the gradient-only kernels, no log per element) gives the bits of the gradient of the
+    value-and-gradient pass: both evaluate x - sigmoid(l) (resp. (x - m) e^-lv) the same way, times 1."""
+    model = vk.VAE(9, 3, hidden=(8,), likelihood=likelihood, dtype=dtype, seed=4)
+    rng = np.random.default_rng(2)
+    X = (rng.random((5, 9)) < 0.5).astype(dtype)
+    Z = rng.standard_normal((5, 7, 3))
+    _, full = model.decoder_log_likelihood(X, Z, grad=True, batch_size=8)   # 8: batches cut across data rows
+    none, only = model.decoder_log_likelihood(X, Z, grad=True, value=False, batch_size=8)
+    assert none is None
+    np.testing.assert_array_equal(only, full)
+    with pytest.raises(ValueError, match="value=False needs grad=True"):
+        model.decoder_log_likelihood(X, Z, value=False)
+
+
 def test_vae_posterior_uses_only_the_public_model_api():
     """A stand-in model with just the public methods works (no private members are reached for)."""
     model, _ = linear_gaussian_vae()

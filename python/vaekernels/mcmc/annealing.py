@@ -52,7 +52,9 @@ class AISProblem:
     ``dim``, ``n_points``: ints; ``initial_mean``, ``initial_logvar``: (n_points, dim) float64, the
     normalised initial density f0_i = N(m_i, diag exp(lv_i)); ``log_target_and_grad(Z)``: for Z
     (n_points, chains, dim) float64, returns (log f1 (n_points, chains), its gradient in z (n_points, chains,
-    dim)), float64. ``log_target(Z)`` (log f1 only, used by the random walk) defaults to the first half.
+    dim)), float64. ``log_target(Z)`` (log f1 only, used by the random walk) defaults to the first half;
+    ``grad_log_target(Z)`` (the gradient only, used by all but the last leapfrog step of a trajectory)
+    defaults to the second half: override it when the gradient alone is cheaper, as VAEProblem does.
     A NaN or +inf log f1 counts as -inf (density 0): such a proposal is rejected, as is one with a
     non-finite gradient or position (the problem is never called with a non-finite Z). The problem is
     called once per leapfrog step with all n_points x chains rows. Example (f1_i = exp(a_i) N(0, I), so
@@ -78,6 +80,9 @@ class AISProblem:
 
     def log_target(self, Z):
         return self.log_target_and_grad(Z)[0]
+
+    def grad_log_target(self, Z):
+        return self.log_target_and_grad(Z)[1]
 
 
 class VAEProblem(AISProblem):
@@ -135,6 +140,10 @@ class VAEProblem(AISProblem):
     def log_target(self, Z):
         ll = self.model.decoder_log_likelihood(self.X, Z, batch_size=self._rows(Z))
         return ll.astype(np.float64) + ops.standard_normal_log_prob(Z)
+
+    def grad_log_target(self, Z):
+        _, dll = self.model.decoder_log_likelihood(self.X, Z, grad=True, value=False, batch_size=self._rows(Z))
+        return dll.astype(np.float64) - Z   # + grad log N(z; 0, I)
 
 
 ENCODER_BLOCK_POINTS = 8
@@ -278,9 +287,15 @@ class _Target:
         self.const = (-0.5 * (logvar.sum(1) + mean.shape[1] * _LOG_2PI))[:, None]
         self.shape = (mean.shape[0], chains, mean.shape[1])
 
-    def __call__(self, Z, grad):
-        """(log f0, grad log f0, log f1, grad log f1) at Z (n, C, d); the gradients are None without grad."""
+    def __call__(self, Z, grad, value=True):
+        """(log f0, grad log f0, log f1, grad log f1) at Z (n, C, d); the gradients are None without grad,
+        the values None without value."""
         dz = Z - self.mean
+        if not value:
+            g1 = np.asarray(self.problem.grad_log_target(Z), dtype=np.float64)
+            if g1.shape != self.shape:
+                raise ValueError(f"grad_log_target returned a gradient of shape {g1.shape}, expected {self.shape}")
+            return None, -dz * self.prec, None, g1
         l0 = self.const - 0.5 * np.einsum("ncd,ncd->nc", dz * self.prec, dz)
         if grad:
             l1, g1 = self.problem.log_target_and_grad(Z)
@@ -314,7 +329,7 @@ def _transition(target, z, cur, b, s, noise, u, kind, n_leapfrog):
             zp = zp + s3 * p
             bad |= ~np.isfinite(zp).all(-1)
             zp[bad], p[bad] = z[bad], 0.0
-            new = target(zp, True)
+            new = target(zp, True, value=k == n_leapfrog - 1)   # values only where the trajectory ends
             bad |= ~np.isfinite(new[3]).all(-1)
             p += (s3 if k < n_leapfrog - 1 else 0.5 * s3) * ((1 - b) * new[1] + b * new[3])
         # H = -log f_b(z) + |p|^2 / 2;  log r = H(old) - H(new)

@@ -159,7 +159,7 @@ class Evaluation:
         return out
 
     @_one_blas_thread
-    def decoder_log_likelihood(self, X, Z, *, grad=False, batch_size=4096):
+    def decoder_log_likelihood(self, X, Z, *, grad=False, value=True, batch_size=4096):
         """log p(x_i | z_ik) under the decoder, for data rows X (n, n_inputs) and K latent rows per data row
         Z (n, K, L); Z may also be (n, L) (K = 1, and the K axis is left out of the results).
 
@@ -168,6 +168,8 @@ class Evaluation:
         shape: the gradient of log p(x_i | z) with respect to z at each z_ik, through the decoder's
         hand-written backward pass (no parameter gradients are formed). At most ``batch_size`` latent rows
         go through the decoder at once. This is what MCMC on p(z | x) (``mcmc.vae_posterior``) builds on.
+        ``grad=True, value=False`` returns (None, dll_dz) from the gradient-only kernels (no log per element:
+        about half the likelihood's cost; the intermediate leapfrog steps of HMC need no value).
         """
         X = self._check_data(X, "X")
         Z = self._as_model_dtype("Z", Z)
@@ -178,10 +180,13 @@ class Evaluation:
         if Z.ndim != 3 or Z.shape[0] != n or Z.shape[2] != L:
             raise ValueError(f"Z must have shape ({n}, K, {L}) or ({n}, {L}) for X of {n} rows, got {Z.shape}")
         batch_size = V.integer("batch_size", batch_size, 1, 1 << 31)
+        if not value and not grad:
+            raise ValueError("value=False needs grad=True (nothing would be computed)")
         K = Z.shape[1]
         Zf = np.ascontiguousarray(Z.reshape(n * K, L))
-        ll = np.empty(n * K, self.dtype)
+        ll = np.empty(n * K, self.dtype) if value else None
         dz = np.empty_like(Zf) if grad else None
+        ones = None if value else np.ones(min(batch_size, n * K), self.dtype)   # the upstream gradient
         bernoulli = self.likelihood == "bernoulli"
         for s, t in self._batches(n * K, batch_size):
             ws = self._workspace(t - s)
@@ -198,13 +203,17 @@ class Evaluation:
                 else:
                     ops.normal_log_prob(ws.x, out, ws.x_logvar, out=ll[s:t])
                 continue
-            if bernoulli:
+            if bernoulli and value:
                 ops.bernoulli_log_prob_and_grad(ws.x, out, out=(ll[s:t], ws.dout))
-            else:
+            elif bernoulli:
+                ops.bernoulli_log_prob_backward(ones[:t - s], ws.x, out, out=ws.dout)
+            elif value:
                 ops.normal_log_prob_and_grad(ws.x, out, ws.x_logvar, out=(ll[s:t], ws.dout, ws.dx_logvar))
+            else:
+                ops.normal_log_prob_backward(ones[:t - s], ws.x, out, ws.x_logvar, out=(ws.dout, ws.dx_logvar))
             self._decoder.backward(Zf[s:t], ws.dout, ws.dec, dx=dz[s:t], params=False)
         shape = (n,) if single else (n, K)
-        ll = ll.reshape(shape)
+        ll = None if ll is None else ll.reshape(shape)
         return (ll, dz.reshape(Z.shape[:1] + Z.shape[2:] if single else Z.shape)) if grad else ll
 
     def reconstruct(self, X, batch_size=1024):
