@@ -243,6 +243,12 @@ def test_to_arviz_statistics_and_warmup_groups(proposal):
     assert abs(stats["acceptance_rate"].values.mean() - res.accept_rate.mean()) < 0.05
     summary = az.summary(idata)
     assert list(summary.index) == ["a", "b", "c"]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    axes = az.plot_trace(idata)
+    assert axes.shape == (3, 2)
+    plt.close("all")
     if proposal != "random_walk":
         bfmi = az.bfmi(idata)
         assert bfmi.shape == (8,) and np.all(np.isfinite(bfmi)) and np.all(bfmi > 0.3)
