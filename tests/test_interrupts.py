@@ -103,6 +103,26 @@ def test_ctrl_c_stops_iwae():
     _check(res)
 
 
+@pytest.mark.parametrize("call", ["ais", "bdmc", "hmc"])
+def test_ctrl_c_stops_ais_bdmc_and_hmc(call):
+    """AIS and BDMC on an MNIST-sized decoder (their loop is Python: a leapfrog step is the longest stretch),
+    and HMC through a Python gradient target."""
+    res = _child(f"""
+        m = vk.VAE(784, 50, hidden=(200, 200), seed=0)
+        X = (np.random.default_rng(0).random((32, 784)) < 0.3).astype(np.float32)
+        if "{call}" == "ais":
+            run = lambda: mcmc.ais(m, X, n_steps=10**6, chains=16, seed=0, progress=False)
+        elif "{call}" == "bdmc":
+            run = lambda: mcmc.bdmc(m, n_simulated=32, n_steps=10**6, chains=16, seed=0, progress=False)
+        else:
+            post = mcmc.vae_posterior(m, X, chains_per_x=16)
+            run = lambda: mcmc.sample(post, post.initial_points(1), n_draws=10, thin=10**6, seed=0, proposal="hmc",
+                                      progress=False)
+        print(json.dumps(interrupted(run)))
+    """)
+    _check(res)
+
+
 def test_forked_child_can_use_the_kernels():
     """A thread pool does not survive fork: after the parent has run parallel kernels, a child made by fork
     builds its own thread team (same bits) instead of waiting forever for the parent's."""
