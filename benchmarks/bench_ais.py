@@ -8,7 +8,9 @@ shape), with HMC transitions (10 leapfrog steps, momentum N(0, I)), per-data-poi
 x1.02 / x0.98 rule toward acceptance 0.65, a sigmoid schedule, 16 chains per image; rows = images x 16.
 The PyTorch peer is written as public AIS/BDMC code for VAEs is (Wu et al. 2017's and its ports): float32
 tensors, the gradient of log p(x, z) by autograd, eager mode, torch's default threads. vaekernels: the
-decoder's hand-written backward pass through VAE.decoder_log_likelihood, its default thread team. Each peer
+decoder's hand-written backward pass through VAE.decoder_log_likelihood (the likelihood's value only where a
+trajectory ends: gradient-only kernels at the other 9 leapfrog steps, where autograd computes the value
+anyway), its default thread team. Each peer
 runs in its own process (no thread pool of one disturbs the other), rounds interleaved; the figure is the
 median over rounds of the time per AIS step (one transition of every row: 10 decoder forward+backward
 passes), and decoder evaluations per second = rows x 10 / that time.

@@ -241,3 +241,22 @@ def test_import_vaekernels_does_not_import_dask():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_per_chain_arguments_and_vae_posterior_targets_are_cut_with_the_chains(client, model_and_data):
+    m, X = model_and_data
+    post = mcmc.vae_posterior(m, X[:4], chains_per_x=8)          # 8 chains per point: blocks of 8 points
+    x0 = post.initial_points(seed=1)
+    qm, qlv = post.proposal()
+    steps = np.linspace(0.1, 0.5, x0.shape[0])
+    for kw in (dict(proposal="independent", proposal_mean=qm, proposal_logvar=qlv), dict(step_size=steps),
+               dict(proposal="hmc", n_leapfrog=2)):
+        a = mcmc.sample(post, x0, n_draws=10, n_warmup=10, seed=2, progress=False, **kw)
+        b = vkd.sample(client, post, x0, n_draws=10, n_warmup=10, seed=2, shard_chains=8, progress=False, **kw)
+        assert_results_equal(a, b, MCMC_FIELDS)
+    # more data points than one decoder block: shards of whole blocks, each with its own points' posteriors
+    post = mcmc.vae_posterior(m, X[:20], chains_per_x=64)        # blocks of 8 points = 512 chains
+    x0 = post.initial_points(seed=3)
+    a = mcmc.sample(post, x0, n_draws=3, n_warmup=3, seed=4, proposal="mala", progress=False)
+    b = vkd.sample(client, post, x0, n_draws=3, n_warmup=3, seed=4, proposal="mala", shard_chains=100, progress=False)
+    assert_results_equal(a, b, MCMC_FIELDS)

@@ -146,10 +146,10 @@ def test_ais_is_called_with_the_points_streams(trained):
     np.testing.assert_array_equal(res.log_px, direct.log_z)
     np.testing.assert_array_equal(res.stderr["log_px"], direct.stderr)
     assert res.settings["log_px_method"] == "ais" and "AIS, 50 steps x 8 chains" in res.table()
-    # chunks with point_offset give the numbers of one call (AIS keys its streams by the global index too).
-    # In float64: in float32 the decoder's GEMMs round the last bit differently for another number of rows
-    # and AIS's accept and step-size decisions amplify that (measured 0.04 nats after 50 steps, 7e-7 after
-    # 3); in float64 the chunk matched bit for bit.
+    # chunks with point_offset give the numbers of one call (AIS keys its streams by the global index too),
+    # in float64 to rounding (q*'s decoder batches hold other rows; a chunk not on AIS's 8-point blocks
+    # too). In float32 such last-bit differences are amplified by AIS's accept and step-size decisions
+    # (measured 0.04 nats after 50 steps), hence float64 here.
     m64 = VAE(16, 2, hidden=(32,), seed=0, dtype=np.float64)
     kw = dict(ais_steps=50, ais_chains=8, seed=4, n_iterations=50, eval_samples=100)
     whole = inference_gaps(m64, X, **kw)

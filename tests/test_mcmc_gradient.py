@@ -165,13 +165,13 @@ def test_nan_gradient_is_a_counted_rejection_and_x_stays_in_the_valid_region():
         grad[z[:, 0] > 1.0] = np.nan   # the gradient fails beyond x0 = 1 (the density is fine)
         return lp, grad
 
-    res = mcmc.sample(lp_grad, np.zeros((32, 2)), n_draws=300, n_warmup=100, seed=11, proposal="hmc",
-                      n_leapfrog=3, progress=False)
+    res = mcmc.sample(lp_grad, np.zeros((32, 2)), n_draws=300, n_warmup=0, step_size=0.8, seed=11,
+                      proposal="hmc", n_leapfrog=3, progress=False)
     assert res.n_nan.sum() > 0
     assert np.all(res.samples[..., 0] <= 1.0)   # every state was reached by a trajectory with finite gradients
     assert np.all(np.isfinite(res.samples))
-    # a non-finite trajectory also counts as divergent (n_divergent: after warm-up only)
-    assert np.all(res.n_divergent >= res.n_nan - 100)
+    # a non-finite trajectory also counts as divergent (no warm-up here: both count the same iterations)
+    assert np.all(res.n_divergent >= res.n_nan)
     assert np.array_equal(res.sample_stats["diverging"].sum(1), res.n_divergent)
 
 

@@ -36,6 +36,7 @@ Importing this module imports dask.distributed; ``import vaekernels`` never does
 """
 from __future__ import annotations
 
+import inspect
 import math
 import pickle
 
@@ -88,6 +89,7 @@ def _run_shards(client, what, fn, pieces, args, progress):
     index = {f.key: i for i, f in enumerate(futures)}
     results = [None] * len(futures)
     bar = progress_bar(len(futures), progress, "shard") if not callable(progress) else None
+    finished = False
     try:
         for done, fut in enumerate(as_completed(futures), 1):
             i = index[fut.key]
@@ -100,7 +102,10 @@ def _run_shards(client, what, fn, pieces, args, progress):
                 bar.update(1)
             elif callable(progress):
                 progress(done, len(futures))
+        finished = True
     finally:
+        if not finished:          # a shard error, an exception from progress, Ctrl-C: stop the other shards
+            client.cancel(futures)
         if bar is not None:
             bar.close()
     return results
@@ -113,8 +118,19 @@ def _shard_size(name, value, default):
 # -------------------------------------------------------------------------------------------------
 # MCMC: chains split through chain_offset
 # -------------------------------------------------------------------------------------------------
+_PER_CHAIN = ("proposal_mean", "proposal_logvar", "step_size")   # mcmc.sample arguments with a chains axis
+
+
 def _sample_task(target, x0, kwargs, a, b):
-    return _mcmc.sample(target, x0[a:b], chain_offset=kwargs.pop("chain_offset") + a, progress=False, **kwargs)
+    kw = dict(kwargs)
+    for name in _PER_CHAIN:
+        if np.ndim(kw.get(name)) > 0 and not isinstance(kw[name], str):
+            kw[name] = np.asarray(kw[name])[a:b]
+    kw["chain_offset"] += a
+    if isinstance(target, _mcmc.VAEPosterior):   # the shard's own data points (shards hold whole points)
+        k = target.chains_per_x
+        target = target.subset(a // k, b // k)
+    return _mcmc.sample(target, x0[a:b], progress=False, **kw)
 
 
 def sample(client, target, x0, *, shard_chains=4096, progress=True, **kwargs):
@@ -122,8 +138,16 @@ def sample(client, target, x0, *, shard_chains=4096, progress=True, **kwargs):
 
     Same arguments as ``mcmc.sample`` (``chain_offset`` included) and the same :class:`MCMCResult`, bitwise
     equal to one ``mcmc.sample`` call. ``adapt_covariance=True`` pools warm-up draws over all chains of a
-    call, so it cannot be sharded (ValueError). The target (a built-in target or any picklable callable)
-    and x0 go to each worker once. progress: a bar over shards (True/False) or ``progress(done, total)``.
+    call, so it cannot be sharded (ValueError). The target and x0 go to each worker once; per-chain
+    arguments (proposal_mean, proposal_logvar, a step_size array) are cut like x0. progress: a bar over
+    shards (True/False) or ``progress(done, total)``.
+
+    Targets: the built-in ones; a :func:`vaekernels.mcmc.vae_posterior` (shards hold whole blocks of its data
+    points, ``VAEPosterior.block_chains`` chains, and each shard samples its own points' posteriors through
+    the same decoder blocks); or any picklable callable that evaluates every row of Z on its own (a row's
+    value must not depend on which other rows are in Z: a callable that runs one GEMM over all rows may
+    round differently in a shard, and one that maps rows to data points by position, like a hand-made
+    posterior over several data points, must be split by you).
     """
     _check_client(client)
     if kwargs.get("adapt_covariance"):
@@ -137,7 +161,8 @@ def sample(client, target, x0, *, shard_chains=4096, progress=True, **kwargs):
     if "progress" in kwargs:
         raise TypeError("progress is this function's own argument (a bar over shards)")
     _mcmc.sample(target, x0, **kwargs, progress=False, _check_only=True)   # argument errors here, not per shard
-    pieces = shards(x0.shape[0], size)
+    align = target.block_chains if isinstance(target, _mcmc.VAEPosterior) else 1
+    pieces = shards(x0.shape[0], size, align)
     parts = _run_shards(client, "mcmc.sample", _sample_task, pieces,
                         (_shared(client, target), _shared(client, x0), dict(kwargs)), progress)
     return _concat_mcmc(parts, kwargs["chain_offset"])
@@ -192,7 +217,7 @@ def _check_vae_data(model, X):
 
 
 def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_points, progress):
-    from .mcmc.annealing import ENCODER_BLOCK_POINTS, VAEProblem, ais, bdmc, decoder_block_points
+    from .mcmc.annealing import ENCODER_BLOCK_POINTS, VAEProblem, _settings, ais, bdmc, decoder_block_points
     _check_client(client)
     X = _check_vae_data(model, X)
     kwargs.setdefault("point_offset", 0)
@@ -204,17 +229,19 @@ def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_point
     size = V.integer("shard_points", shard_points, 1, 1 << 40)
     if not isinstance(kwargs.get("step_size", "adapt"), str) and np.ndim(kwargs["step_size"]) > 0:
         raise ValueError("distributed AIS takes step_size='adapt' or one float (a per-point array is not sharded)")
-    # every argument checked here, on the first block only (argument errors are not shard errors)
-    probe = dict(kwargs, n_steps=1) if "schedule" not in kwargs or isinstance(kwargs["schedule"], str) else dict(kwargs)
-    start = probe.pop("start")
-    small = VAEProblem(model, X[:1], start, block_points=block_points)
-    if z_exact is None:
-        ais(small, progress=False, **probe)
-    else:
+    # every argument checked here, with the functions' own checks on a one-point problem (argument errors
+    # are not shard errors), nothing run
+    kw = dict(kwargs)
+    small = VAEProblem(model, X[:1], kw.pop("start"), block_points=block_points)
+    bound = inspect.signature(ais if z_exact is None else bdmc).bind(small, progress=False, **kw)
+    bound.apply_defaults()
+    a = bound.arguments
+    _settings(small, a["schedule"], a["n_steps"], a["chains"], a["seed"], a["transition"], a["n_leapfrog"],
+              a["step_size"], a["target_accept"], a["point_offset"] + X.shape[0] - 1, False)
+    if z_exact is not None:
         z_exact = np.asarray(z_exact)
         if z_exact.shape != (X.shape[0], model.n_latent):
             raise ValueError(f"z_exact must have shape ({X.shape[0]}, {model.n_latent}) like X's rows, got {z_exact.shape}")
-        bdmc(small, z_exact=z_exact[:1], progress=False, **probe)
     # shards start at multiples of both blocks (decoder and encoder), so every point sits in the same GEMMs
     # as in one process
     dec = decoder_block_points(V.integer("chains", kwargs.get("chains", 16), 1, 1 << 31), block_points)

@@ -15,8 +15,8 @@ from .annealing import AISProblem, AISResult, BDMCResult, VAEProblem, ais, bdmc,
 from .diagnostics import ess, rhat
 from .sampler import MCMCResult, sample
 from .targets import Banana, Gaussian, LogisticRegression, Target
-from .vae_posterior import compare_posterior, demo_section, vae_posterior
+from .vae_posterior import VAEPosterior, compare_posterior, demo_section, vae_posterior
 
 __all__ = ["sample", "MCMCResult", "Target", "Gaussian", "Banana", "LogisticRegression", "ess", "rhat",
-           "vae_posterior", "compare_posterior", "demo_section", "ais", "bdmc", "simulate", "schedule", "AISProblem",
+           "vae_posterior", "VAEPosterior", "compare_posterior", "demo_section", "ais", "bdmc", "simulate", "schedule", "AISProblem",
            "VAEProblem", "AISResult", "BDMCResult"]

@@ -13,6 +13,14 @@ to f0 (b from 1 to 0), the same recursion has E[w_rev] = 1/Z: -log mean_c w_rev,
 bound (BDMC, Grosse, Ghahramani & Adams 2015; for VAEs Wu, Burda, Salakhutdinov & Grosse 2017). Simulated
 data (z ~ p(z), x ~ p(x|z), ``simulate``) give that exact posterior draw for free.
 
+Two caveats, as in Wu et al.'s code. (1) E[w] = Z holds for transitions fixed in advance; the default
+step_size="adapt" tunes transition t from the acceptances of the same point's chains before it, which
+makes the estimate very slightly dependent on its own past (the effect was below the tests' resolution of
+a few hundredths of a nat). For the exact guarantee, run a pilot and pass its sizes: ``ais(...,
+step_size=pilot.step_size)`` (BDMC's reverse run already uses the forward run's sizes, fixed). (2) The
+reverse chains of a point all start at the same exact draw, so they are correlated: the reverse run's
+``stderr`` and ``ess`` (computed as for independent chains) overstate the precision of the upper bound.
+
 Random numbers (everything is a pure function of the seed, the point's global index g = i + point_offset,
 the chain c and the step t; nothing depends on which other points share the call): point g uses the key
 ``derive_seed(seed, "ais", g)`` (``"ais_reverse"`` for a reverse run); its initial draw is ``randn``
@@ -150,8 +158,8 @@ ENCODER_BLOCK_POINTS = 8
 
 
 def decoder_block_points(chains, block_points=None):
-    """Data points per decoder pass of :class:`VAEProblem`: ``block_points`` if given, else the power of two
-    nearest below 512 / chains, at least 8 (GEMMs of ~512 rows run near the BLAS's peak; smaller blocks
+    """Data points per decoder pass of :class:`VAEProblem`: ``block_points`` if given, else the largest power
+    of two <= 512 / chains, at least 8 (GEMMs of ~512 rows run near the BLAS's peak; smaller blocks
     cost up to 2x on the 784-200-200 decoder). Always a multiple of the encoder's block of 8 points when
     chosen automatically; shards of a distributed run are cut at multiples of it."""
     if block_points is not None:

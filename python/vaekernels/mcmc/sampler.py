@@ -38,8 +38,8 @@ class MCMCResult:
     """Output of :func:`sample`.
 
     samples (chains, draws, dim); log_prob (chains, draws) the target's log-density at each draw;
-    accept_rate (chains,) over the post-warm-up iterations; step_size (chains,) the frozen random-walk
-    scale (1.0 for the independence proposal); n_nan (chains,) proposals rejected because the target was
+    accept_rate (chains,) over the post-warm-up iterations; step_size (chains,) the frozen step size (the
+    random walk's scale; MALA's and HMC's leapfrog step before jitter; 1.0 for the independence proposal); n_nan (chains,) proposals rejected because the target was
     NaN or +inf, or whose MALA/HMC trajectory met a non-finite gradient (all iterations, warm-up included);
     proposal_chol (dim, dim) the factor L of the random-walk proposal x' = x + step_size * L eps (identity
     unless adapt_covariance=True); n_divergent (chains,) MALA/HMC iterations after warm-up whose energy
@@ -47,8 +47,8 @@ class MCMCResult:
     sample_stats: per draw, (chains, draws) arrays under ArviZ's names: ``acceptance_rate`` (the iteration's
     min(1, e^delta)), ``step_size`` (the one used, after HMC's jitter); for MALA and HMC also ``energy`` (the
     Hamiltonian -log p + |p|^2/2 at the end of the iteration), ``diverging`` (bool) and ``n_steps`` (leapfrog
-    steps). warmup: with keep_warmup=True, a dict of the warm-up iterations' ``samples`` (chains, n_warmup,
-    dim), ``log_prob`` and ``sample_stats``; else None. Plain data: safe to share between threads once returned.
+    steps). warmup: with keep_warmup=True and n_warmup > 0, a dict of the warm-up iterations' ``samples``
+    (chains, n_warmup, dim), ``log_prob`` and ``sample_stats``; else None. Plain data: safe to share between threads once returned.
     """
 
     samples: np.ndarray
@@ -132,7 +132,7 @@ def _gradient_target(target):
 
 def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", step_size="adapt",
            target_accept=None, adapt_covariance=False, thin=1, chain_offset=0, proposal_mean=None,
-           proposal_logvar=None, n_leapfrog=10, jitter=0.0, keep_warmup=False, progress=True, _check_only=False):
+           proposal_logvar=None, n_leapfrog=None, jitter=0.0, keep_warmup=False, progress=True, _check_only=False):
     """Run one Metropolis-Hastings chain per row of ``x0``.
 
     target: a built-in target (:class:`Gaussian`, :class:`Banana`, :class:`LogisticRegression`), whose
@@ -161,7 +161,7 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
         "independent".
     target_accept: the acceptance probability the adaptation aims at; default 0.234 (random walk), 0.574
         (MALA), 0.65 (HMC).
-    n_leapfrog: HMC's leapfrog steps per iteration (>= 1; each costs one gradient evaluation).
+    n_leapfrog: HMC's leapfrog steps per iteration (>= 1, default 10; each costs one gradient evaluation).
     jitter: HMC only: each iteration's step size is drawn uniformly from s (1 +- jitter), jitter in [0, 1),
         from the chain's own stream (this breaks the periodicity of fixed-length trajectories).
     keep_warmup: also return the warm-up iterations (``warmup``, and the warm-up groups of ``to_arviz``).
@@ -221,10 +221,9 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
     gradient = proposal in _GRADIENT
     if target_accept is None:
         target_accept = _DEFAULT_ACCEPT[proposal]
-    n_leapfrog = _int("n_leapfrog", n_leapfrog, 1, 1 << 20)
-    if n_leapfrog != 10 and proposal != "hmc":
+    if n_leapfrog is not None and proposal != "hmc":
         raise ValueError("n_leapfrog applies to proposal='hmc' only")
-    n_leapfrog = n_leapfrog if proposal == "hmc" else 1
+    n_leapfrog = _int("n_leapfrog", 10 if n_leapfrog is None else n_leapfrog, 1, 1 << 20) if proposal == "hmc" else 1
     if isinstance(jitter, (bool, np.bool_)) or not isinstance(jitter, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"jitter must be a float, got {type(jitter).__name__}")
     jitter = float(jitter)
@@ -234,7 +233,10 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
         raise ValueError("jitter applies to proposal='hmc' only")
     if not isinstance(keep_warmup, (bool, np.bool_)):
         raise TypeError(f"keep_warmup must be a bool, got {type(keep_warmup).__name__}")
-    keep_warmup = bool(keep_warmup) and n_warmup > 0
+    keep_warmup = bool(keep_warmup) and n_warmup > 0     # nothing to keep without warm-up: warmup is None
+    if keep_warmup and chains * n_warmup * dim > 1 << 34:
+        raise ValueError(f"chains * n_warmup * dim = {chains * n_warmup * dim} float64 warm-up values would not fit in "
+                         f"memory; leave keep_warmup off or sample fewer chains per call")
     if isinstance(target_accept, (bool, np.bool_)) or not isinstance(target_accept, (numbers.Real, np.floating)):
         raise TypeError(f"target_accept must be a float, got {type(target_accept).__name__}")
     target_accept = float(target_accept)

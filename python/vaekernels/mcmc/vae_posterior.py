@@ -9,7 +9,10 @@ API, which also gives the gradient in z). Several data points are sampled in one
 ``chains_per_x`` consecutive chains per data point (row r of the state belongs to x[r // chains_per_x]).
 
 The decoder runs in the model's dtype (float32 for most models): log p(x|z) then carries float32 rounding,
-a deterministic function of z, so the chain targets that (very slightly perturbed) density exactly.
+a deterministic function of z, so the chain targets that (very slightly perturbed) density exactly. It runs
+on fixed blocks of data points (``block_points``, all their chains; annealing.decoder_block_points), so a
+chain's values do not depend on the other data points of the call: vaekernels.distributed cuts the chains
+at those blocks and gets the single-process bits.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import time
 import numpy as np
 
 from .. import kernels as ops
+from .annealing import ENCODER_BLOCK_POINTS, decoder_block_points
 from .diagnostics import ess, rhat
 from .sampler import sample
 
@@ -34,7 +38,7 @@ class VAEPosterior:
     may be called from many threads at once (not while the model is being trained).
     """
 
-    def __init__(self, model, x, chains_per_x=64):
+    def __init__(self, model, x, chains_per_x=64, block_points=None):
         for attr in ("encode", "decoder_log_likelihood", "n_latent", "n_inputs", "dtype"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a trained vaekernels.VAE (missing {attr!r}), got {type(model).__name__}")
@@ -55,13 +59,23 @@ class VAEPosterior:
         self.x = np.ascontiguousarray(x, dtype=model.dtype)
         self.chains_per_x = int(chains_per_x)
         self.dim = model.n_latent
-        mu, logvar = model.encode(self.x)
+        self.block_points = decoder_block_points(self.chains_per_x, block_points)
+        mu, logvar = model.encode(self.x, batch_size=ENCODER_BLOCK_POINTS)
         self.q_mean = mu.astype(np.float64)
         self.q_logvar = logvar.astype(np.float64)
 
     @property
     def n_chains(self):
         return self.x.shape[0] * self.chains_per_x
+
+    @property
+    def block_chains(self):
+        """Chains per decoder pass (block_points data points with all their chains)."""
+        return self.block_points * self.chains_per_x
+
+    def subset(self, start, stop):
+        """The target of data points start .. stop - 1 alone (same model, chains per point and blocks)."""
+        return VAEPosterior(self.model, self.x[start:stop], self.chains_per_x, self.block_points)
 
     def _latents(self, Z):
         """Z (n_x * k, L) as (n_x, k, L): k consecutive rows per data point."""
@@ -73,7 +87,11 @@ class VAEPosterior:
 
     def log_likelihood(self, Z):
         """log p(x_r | z_r) for each row of Z (n_x * k, L): (n_x * k,) float64."""
-        return self.model.decoder_log_likelihood(self.x, self._latents(Z)).reshape(-1).astype(np.float64)
+        ll = self.model.decoder_log_likelihood(self.x, self._latents(Z), batch_size=self._rows(Z))
+        return ll.reshape(-1).astype(np.float64)
+
+    def _rows(self, Z):
+        return self.block_points * (np.shape(Z)[0] // self.x.shape[0])
 
     def log_prob(self, Z):
         """log p(x|z) + log p(z) (the unnormalised log posterior) for each row of Z: (n_x * k,) float64."""
@@ -84,7 +102,7 @@ class VAEPosterior:
         """(log p(x|z) + log p(z), its gradient in z) for each row of Z: (n_x * k,), (n_x * k, L) float64.
         The decoder's gradient comes from its hand-written backward pass, batched over all chains."""
         Z = np.asarray(Z, dtype=np.float64)
-        ll, dll = self.model.decoder_log_likelihood(self.x, self._latents(Z), grad=True)
+        ll, dll = self.model.decoder_log_likelihood(self.x, self._latents(Z), grad=True, batch_size=self._rows(Z))
         lp, dlp = ops.standard_normal_log_prob_and_grad(Z)
         return ll.reshape(-1).astype(np.float64) + lp, dll.reshape(Z.shape).astype(np.float64) + dlp
 

@@ -7,10 +7,11 @@ Autoencoders"): how far the encoder's ELBO falls below log p(x), split into
 
 where q*_i is the best diagonal Gaussian for data point x_i alone, found by stochastic optimisation of the
 ELBO (``optimal_gaussian_elbo``), and log p(x) comes from annealed importance sampling (``mcmc.ais``) or is
-given. Everything is per data point: a row's result depends on its data, its global index g = i +
-point_offset and the settings, never on the other rows (row g draws its noise at stream positions
-g * K * L .. of each stream; AIS keys its streams by g too), so chunks of a data set run separately
-(with point_offset) give the numbers of one call.
+given. Everything is per data point: a row's noise depends on its global index g = i + point_offset only
+(stream positions g * K * L .. of each stream; AIS keys its streams by g too) and nothing is pooled across
+rows, so chunks of a data set run separately (with point_offset) give the numbers of one call in float64;
+in float32 the encoder's and decoder's GEMMs may round a row differently in a batch of another size, and
+500 Adam steps carry such last-bit differences into the last few digits.
 
 Example::
 
