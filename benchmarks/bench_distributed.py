@@ -5,7 +5,7 @@
 Cases (each on a dask.distributed.LocalCluster with worker processes, results checked bitwise equal
 between the two clusters):
   ais       AIS log p(x) on 64 MNIST test images (binarised once), 16 chains each, HMC with 10 leapfrog steps,
-            --ais-steps distributions, shards of 32 images; the model: --model (a VAE checkpoint, e.g.
+            --ais-steps distributions, shards of 32 images (block_points=32); the model: --model (a VAE checkpoint, e.g.
             from benchmarks/mnist_burda.py) or 784-200-200-50 with its initial weights
   gaussian  65,536 random-walk chains of the 50-D Gaussian Sigma_ij = 0.5^|i-j| (built-in target), 100
             warm-up + 10 draws thinned by 10 (200 iterations), shards of 4,096 chains
@@ -18,28 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
+from _machine import cpu_name
 
 import vaekernels as vk
 import vaekernels.distributed as vkd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MNIST = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn, rounds):
@@ -70,7 +59,7 @@ def main(argv=None):
 
     cases = {
         "ais": lambda c: vkd.ais(c, model, X, n_steps=args.ais_steps, chains=16, seed=1, n_leapfrog=10,
-                                 shard_points=32, progress=False).log_z,
+                                 shard_points=32, block_points=32, progress=False).log_z,
         "gaussian": lambda c: vkd.sample(c, gauss, x0, n_draws=10, thin=10, n_warmup=100, seed=2, shard_chains=4096,
                                          progress=False).samples,
         "overhead": lambda c: vkd.sample(c, tiny, np.zeros((64, 2)), n_draws=1, n_warmup=0, seed=3, shard_chains=1,

@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
+from _machine import cpu_name
 
 import vaekernels as vk
 from vaekernels import mcmc
@@ -31,17 +31,6 @@ from vaekernels import mcmc
 HERE = os.path.dirname(os.path.abspath(__file__))
 MNIST = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
 PROPOSALS = (("random_walk", {}), ("mala", {}), ("hmc", {"n_leapfrog": 10, "jitter": 0.2}))
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def vae_target(points, chains_per_x, seed=0):

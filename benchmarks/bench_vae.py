@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from _machine import cpu_name
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MNIST = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
@@ -195,18 +196,6 @@ def _openblas_core():
     return "not OpenBLAS"
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
-
-
 def _restrict_cpus(threads):
     """Run this worker on `threads` CPUs (Linux): every peer gets exactly the cores its thread count says.
     Thread settings alone do not do that for XLA: with --xla_cpu_multi_thread_eigen=false it still ran a
@@ -231,7 +220,7 @@ def worker(args):
     row = {"dataset": dataset, "framework": fw, "threads": threads, "epochs": epochs + 1, "rows": len(X),
            "sec_per_epoch": timed[len(timed) // 2], "min_sec_per_epoch": timed[0],
            "last_epoch_train_elbo": train_elbo, "final_elbo": final_elbo(dataset, trained, X_eval),
-           "openblas_core": _openblas_core(), "cpu": _cpu_name(), "cpus": cpus}
+           "openblas_core": _openblas_core(), "cpu": cpu_name(), "cpus": cpus}
     print(json.dumps(row))
 
 

@@ -21,10 +21,10 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 
 import numpy as np
+from _machine import cpu_name
 
 import vaekernels as vk
 from vaekernels.vae.gaps import inference_gaps
@@ -32,17 +32,6 @@ from vaekernels.vae.gaps import inference_gaps
 HERE = os.path.dirname(os.path.abspath(__file__))
 MNIST = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
 TEST_BINARIZE_SEED = 20160101   # as benchmarks/mnist_burda.py
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def mean_se(a):

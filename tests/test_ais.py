@@ -26,6 +26,7 @@ from scipy.stats import multivariate_normal
 
 import vaekernels as vk
 from conftest import REPO
+from test_mcmc_vae import linear_gaussian_vae
 from vaekernels.mcmc.annealing import AISProblem, VAEProblem, ais, bdmc, schedule, simulate
 
 N_SE = 3.0
@@ -73,14 +74,7 @@ def gaussian_problem(n, d, seed):
 
 def ppca_model(D=6, L=3, seed=3):
     """A linear-Gaussian VAE with random weights: posterior sds 0.3-0.6 (prior 1), correlated."""
-    model = vk.VAE(D, L, hidden=(), likelihood="gaussian", dtype=np.float64, seed=seed)
-    rng = np.random.default_rng(seed)
-    p = model.get_params()
-    p["dec.0.W"] = rng.standard_normal((L, D)) * 0.8
-    p["dec.0.b"] = rng.standard_normal(D) * 0.3
-    p["dec.logvar"] = np.log(rng.uniform(0.2, 0.8, D))
-    model.set_params(p)
-    return model
+    return linear_gaussian_vae(D, L, seed)[0]
 
 
 def ppca_exact(model, X):

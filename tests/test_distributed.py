@@ -123,7 +123,7 @@ def test_ais_and_bdmc_bitwise(client, model_and_data, shard_points):
     a = mcmc.ais(VAEProblem(m, X[:24], block_points=8), progress=False, **kw)
     b = vkd.ais(client, m, X[:24], shard_points=shard_points, block_points=8, progress=False, **kw)
     assert_results_equal(a, b, AIS_FIELDS)
-    # the default blocks: 64 chains -> 8 points (512 latent rows) per decoder pass, shards of 8 points
+    # the default blocks: 64 chains -> 16 points (1024 latent rows) per decoder pass: shards of 16 points
     a = mcmc.ais(m, X[:24], n_steps=5, chains=64, seed=4, progress=False)
     b = vkd.ais(client, m, X[:24], n_steps=5, chains=64, seed=4, shard_points=8, progress=False)
     assert_results_equal(a, b, AIS_FIELDS)
@@ -255,7 +255,7 @@ def test_per_chain_arguments_and_vae_posterior_targets_are_cut_with_the_chains(c
         b = vkd.sample(client, post, x0, n_draws=10, n_warmup=10, seed=2, shard_chains=8, progress=False, **kw)
         assert_results_equal(a, b, MCMC_FIELDS)
     # more data points than one decoder block: shards of whole blocks, each with its own points' posteriors
-    post = mcmc.vae_posterior(m, X[:20], chains_per_x=64)        # blocks of 8 points = 512 chains
+    post = mcmc.vae_posterior(m, X[:20], chains_per_x=64)        # blocks of 16 points = 1024 chains
     x0 = post.initial_points(seed=3)
     a = mcmc.sample(post, x0, n_draws=3, n_warmup=3, seed=4, proposal="mala", progress=False)
     b = vkd.sample(client, post, x0, n_draws=3, n_warmup=3, seed=4, proposal="mala", shard_chains=100, progress=False)

@@ -256,7 +256,8 @@ def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_point
 def ais(client, model, X, *, shard_points=32, block_points=None, progress=True, **kwargs):
     """:func:`vaekernels.mcmc.ais` of a VAE over the cluster, data points split into shards of
     ``shard_points`` (rounded up to a multiple of the decoder's block of points, see
-    ``mcmc.annealing.decoder_block_points``: 32 points for 16 chains): the same :class:`AISResult` as
+    ``mcmc.annealing.decoder_block_points``: 64 points for 16 chains; pass a smaller ``block_points`` for
+    finer shards, at some cost per decoder pass): the same :class:`AISResult` as
     ``mcmc.ais(model, X, **kwargs)`` (= ``VAEProblem(model, X, start, block_points)``) in one process, bit
     for bit.
 
