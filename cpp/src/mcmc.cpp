@@ -399,8 +399,8 @@ private:
         t.x.assign(dim_ * kTile, 0.0);
         t.xp.assign(dim_ * kTile, 0.0);
         t.scratch.assign(dim_ * kPack, 0.0);
-        // rows of normals: 4 per random-walk block, 2 per independence block
-        t.eps.assign(4 * n_normal_blocks_ * kTile, 0.0);
+        // rows of normals: 4 per random-walk block, 2 per independence block (MALA/HMC draw into mom)
+        if (!gradient_) t.eps.assign(4 * n_normal_blocks_ * kTile, 0.0);
         t.rec_x.assign(rec_depth_ * dim_ * kTile, 0.0);
         t.rec_lp.assign(rec_depth_ * kTile, 0.0);
         t.rec_stats.assign(rec_depth_ * kNumStats * kTile, 0.0);
