@@ -138,7 +138,7 @@ def run_demo(out_dir="vaekernels-demo", epochs=300, seed=0, n_latent=2, hidden=(
     return summary, model, data
 
 
-def gaps_section(model, X, out_dir, n_points=4, seed=0, ais_steps=200, ais_chains=16, progress=False,
+def gaps_section(model, X, out_dir, n_points=4, seed=0, ais_steps=1000, ais_chains=16, progress=False,
                  print_fn=print):
     """The inference gaps (vaekernels.vae.gaps) of the first ``n_points`` rows of X, small and fast: AIS with
     ``ais_steps`` steps x ``ais_chains`` chains (HMC), q* with 300 Adam steps. Prints the table, writes
