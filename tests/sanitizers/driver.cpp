@@ -105,17 +105,20 @@ void run_kernels(const vk::cpu::KernelTable<T>& k, int64_t rows, int64_t cols, u
     }
 }
 
-// A batch target in C++ (what a Python callable is to the binding): a standard normal, NaN beyond 2.5.
+// A batch target in C++ (what a Python callable is to the binding): a standard normal, NaN beyond 2.5
+// (the value, and for MALA/HMC the gradient too).
 struct NormalBatch final : mc::BatchTarget {
     int64_t chains, dim;
     std::vector<double> z;
     NormalBatch(int64_t c, int64_t d) : chains(c), dim(d), z(static_cast<size_t>(c * d)) {}
     double* begin_step() override { return z.data(); }
-    void end_step(double* lp) override {
+    void end_step(double* lp, double* grad) override {
         for (int64_t c = 0; c < chains; ++c) {
             double s = 0;
             for (int64_t j = 0; j < dim; ++j) s -= 0.5 * z[c * dim + j] * z[c * dim + j];
-            lp[c] = z[c * dim] > 2.5 ? std::nan("") : s;       // NaN for some proposals, never at x0
+            const bool bad = z[c * dim] > 2.5;                 // for some proposals, never at x0
+            lp[c] = bad ? std::nan("") : s;
+            for (int64_t j = 0; grad != nullptr && j < dim; ++j) grad[c * dim + j] = bad ? std::nan("") : -z[c * dim + j];
         }
     }
 };
@@ -126,7 +129,7 @@ struct StopAfter final : mc::Progress {
     void report(int64_t, int64_t) override { if (--left < 0) throw std::runtime_error("stop"); }
 };
 
-void run_sampler(int64_t chains, int64_t dim, bool independent, bool adapt_cov, int64_t thin, mc::Progress* progress) {
+void run_sampler(int64_t chains, int64_t dim, mc::Proposal proposal, bool adapt_cov, int64_t thin, mc::Progress* progress) {
     const int64_t draws = 7, warmup = 12;
     std::vector<double> x0 = values<double>(chains * dim, 9), step0(static_cast<size_t>(chains), 0.7);
     for (auto& v : x0) v = std::isfinite(v) ? std::fmod(v, 2.0) : 0.1;
@@ -134,17 +137,23 @@ void run_sampler(int64_t chains, int64_t dim, bool independent, bool adapt_cov, 
     std::vector<double> samples(static_cast<size_t>(chains * draws * dim)), lp(static_cast<size_t>(chains * draws));
     std::vector<double> acc(static_cast<size_t>(chains)), ss(static_cast<size_t>(chains)),
         chol(static_cast<size_t>(dim * dim));
-    std::vector<int64_t> nn(static_cast<size_t>(chains));
+    std::vector<int64_t> nn(static_cast<size_t>(chains)), ndiv(static_cast<size_t>(chains));
+    std::vector<double> stats(static_cast<size_t>(chains * draws * mc::kNumStats));
+    std::vector<double> w_samples(static_cast<size_t>(chains * warmup * dim)), w_lp(static_cast<size_t>(chains * warmup)),
+        w_stats(static_cast<size_t>(chains * warmup * mc::kNumStats));
     mc::Config cfg;
     cfg.chains = chains; cfg.dim = dim; cfg.seed = 99; cfg.chain_offset = 4; cfg.n_warmup = warmup;
     cfg.n_draws = draws; cfg.thin = thin; cfg.adapt_covariance = adapt_cov; cfg.x0 = x0.data();
     cfg.step0 = step0.data(); cfg.progress = progress;
-    if (independent) {
-        cfg.proposal = mc::Proposal::kIndependent; cfg.proposal_mean = qm.data(); cfg.proposal_logvar = qlv.data();
-    }
+    cfg.proposal = proposal;
+    if (proposal == mc::Proposal::kIndependent) { cfg.proposal_mean = qm.data(); cfg.proposal_logvar = qlv.data(); }
+    const bool gradient = proposal == mc::Proposal::kMala || proposal == mc::Proposal::kHmc;
+    if (proposal == mc::Proposal::kHmc) { cfg.n_leapfrog = 3; cfg.jitter = 0.3; }
+    cfg.keep_warmup = gradient;
     mc::Outputs out;
     out.samples = samples.data(); out.log_prob = lp.data(); out.accept_rate = acc.data(); out.step_size = ss.data();
-    out.n_nan = nn.data(); out.proposal_chol = chol.data();
+    out.n_nan = nn.data(); out.proposal_chol = chol.data(); out.stats = stats.data(); out.n_divergent = ndiv.data();
+    if (cfg.keep_warmup) { out.warmup_samples = w_samples.data(); out.warmup_log_prob = w_lp.data(); out.warmup_stats = w_stats.data(); }
 
     std::vector<double> cov(static_cast<size_t>(dim * dim), 0.2), L(cov.size()), inv(cov.size()), mean(dim, 0.3);
     for (int64_t i = 0; i < dim; ++i) cov[i * dim + i] = 1.0 + dim;
@@ -164,6 +173,13 @@ void run_sampler(int64_t chains, int64_t dim, bool independent, bool adapt_cov, 
     guarded([&] { t.run_logistic(lr, cfg, out); });
     NormalBatch batch(chains, dim);
     guarded([&] { t.run_batch(batch, cfg, out); });
+    // the targets' own evaluation (Target.log_prob_and_grad), with and without the gradient
+    std::vector<double> elp(static_cast<size_t>(chains)), eg(static_cast<size_t>(chains * dim));
+    for (double* g : {eg.data(), static_cast<double*>(nullptr)}) {
+        t.evaluate_gaussian(gp, chains, x0.data(), elp.data(), g);
+        if (dim >= 2) t.evaluate_banana(vk::make_banana_params(0.1, 10.0, dim), chains, x0.data(), elp.data(), g);
+        t.evaluate_logistic(lr, chains, x0.data(), elp.data(), g);
+    }
 }
 
 // An MLP forward and backward (the built-in GEMM, every activation) over edge shapes, including widths
@@ -222,9 +238,12 @@ int main() {
     StopAfter stop(0);
     for (int64_t chains : {1, 5, 17, 33})
         for (int64_t dim : {1, 2, 3, 4, 5, 7})
-            for (int variant = 0; variant < 4; ++variant) {
+            for (int variant = 0; variant < 6; ++variant) {
                 stop.left = 0;
-                run_sampler(chains, dim, variant == 1, variant == 2, variant == 3 ? 3 : 1,
+                const mc::Proposal proposal = variant == 1 ? mc::Proposal::kIndependent
+                                            : variant == 4 ? mc::Proposal::kMala
+                                            : variant == 5 ? mc::Proposal::kHmc : mc::Proposal::kRandomWalk;
+                run_sampler(chains, dim, proposal, variant == 2, variant == 3 ? 3 : 1,
                             variant == 3 ? static_cast<mc::Progress*>(&stop) : nullptr);
             }
     for (int act = 0; act < 6; ++act)
