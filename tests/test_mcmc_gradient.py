@@ -222,6 +222,7 @@ def test_bad_arguments():
         t.log_prob_and_grad(np.zeros((3, 2), complex))
 
 
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping")   # ArviZ's plot code on matplotlib 3.11
 @pytest.mark.parametrize("proposal", ["random_walk", "mala", "hmc"])
 def test_to_arviz_statistics_and_warmup_groups(proposal):
     az = pytest.importorskip("arviz")
