@@ -39,8 +39,9 @@ class MCMCResult:
 
     samples (chains, draws, dim); log_prob (chains, draws) the target's log-density at each draw;
     accept_rate (chains,) over the post-warm-up iterations; step_size (chains,) the frozen step size (the
-    random walk's scale; MALA's and HMC's leapfrog step before jitter; 1.0 for the independence proposal); n_nan (chains,) proposals rejected because the target was
-    NaN or +inf, or whose MALA/HMC trajectory met a non-finite gradient (all iterations, warm-up included);
+    random walk's scale; MALA's and HMC's leapfrog step before jitter; 1.0 for the independence proposal);
+    n_nan (chains,) proposals rejected because the target was NaN or +inf, or whose MALA/HMC trajectory met
+    a non-finite gradient (all iterations, warm-up included);
     proposal_chol (dim, dim) the factor L of the random-walk proposal x' = x + step_size * L eps (identity
     unless adapt_covariance=True); n_divergent (chains,) MALA/HMC iterations after warm-up whose energy
     error exceeded 1000 or was not finite (as Stan counts them; 0 for the other proposals).
@@ -48,7 +49,8 @@ class MCMCResult:
     min(1, e^delta)), ``step_size`` (the one used, after HMC's jitter); for MALA and HMC also ``energy`` (the
     Hamiltonian -log p + |p|^2/2 at the end of the iteration), ``diverging`` (bool) and ``n_steps`` (leapfrog
     steps). warmup: with keep_warmup=True and n_warmup > 0, a dict of the warm-up iterations' ``samples``
-    (chains, n_warmup, dim), ``log_prob`` and ``sample_stats``; else None. Plain data: safe to share between threads once returned.
+    (chains, n_warmup, dim), ``log_prob`` and ``sample_stats``; else None. Plain data: safe to share between
+    threads once returned.
     """
 
     samples: np.ndarray
