@@ -260,6 +260,9 @@ def test_eval_gaps_command(saved_model, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", ckpt, "--data", data, "--gaps", "--gap-points", "0"])
     assert "positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):    # a --gaps option without --gaps is an error, not silently ignored
+        cli.main(["eval", ckpt, "--data", data, "--ais-steps", "50", "--gap-log-px", "iwae"])
+    assert "--ais-steps, --gap-log-px only apply with --gaps" in capsys.readouterr().err
 
 
 def test_plot_and_demo_section(saved_model, tmp_path):

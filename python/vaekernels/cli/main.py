@@ -93,6 +93,10 @@ def _load_data(spec, split):
 # -------------------------------------------------------------------------------------------------
 # parser
 # -------------------------------------------------------------------------------------------------
+# eval --gaps settings (None on the command line: not given)
+_GAP_DEFAULTS = {"gap_points": 10, "ais_steps": 1000, "ais_chains": 16, "gap_log_px": "ais"}
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="vaekernels", description="Fused C++/CUDA kernels for VAEs and MCMC.")
     sub = p.add_subparsers(dest="command", metavar="{demo,train,eval,tour}")
@@ -150,12 +154,16 @@ def build_parser():
     e.add_argument("--gaps", action="store_true",
                    help="also the inference gaps (approximation and amortisation, Cremer et al. 2018) of the "
                         "first --gap-points rows: log p(x) by AIS, the best Gaussian q* per row")
-    e.add_argument("--gap-points", type=_positive_int, default=10, help="rows for --gaps (default: %(default)s)")
-    e.add_argument("--ais-steps", type=_positive_int, default=1000, help="AIS steps for --gaps (default: %(default)s)")
-    e.add_argument("--ais-chains", type=_positive_int, default=16,
-                   help="AIS chains per row for --gaps (default: %(default)s)")
-    e.add_argument("--gap-log-px", default="ais", choices=["ais", "iwae"],
-                   help="log p(x) for --gaps: AIS, or the IWAE(k) estimates computed anyway (default: %(default)s)")
+    # the --gaps options default to None so that giving one without --gaps is an error, not silently ignored
+    e.add_argument("--gap-points", type=_positive_int, default=None,
+                   help=f"rows for --gaps (default: {_GAP_DEFAULTS['gap_points']})")
+    e.add_argument("--ais-steps", type=_positive_int, default=None,
+                   help=f"AIS steps for --gaps (default: {_GAP_DEFAULTS['ais_steps']})")
+    e.add_argument("--ais-chains", type=_positive_int, default=None,
+                   help=f"AIS chains per row for --gaps (default: {_GAP_DEFAULTS['ais_chains']})")
+    e.add_argument("--gap-log-px", default=None, choices=["ais", "iwae"],
+                   help=f"log p(x) for --gaps: AIS, or the IWAE(k) estimates computed anyway (default: "
+                        f"{_GAP_DEFAULTS['gap_log_px']})")
     e.set_defaults(func=_cmd_eval)
     return p
 
@@ -237,6 +245,12 @@ def _cmd_train(args, parser):
 def _cmd_eval(args, parser):
     from .. import datasets
     from ..vae import VAE
+    given = [f"--{k.replace('_', '-')}" for k in _GAP_DEFAULTS if getattr(args, k) is not None]
+    if given and not args.gaps:
+        parser.error(f"{', '.join(given)} only apply with --gaps")
+    for k, v in _GAP_DEFAULTS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     try:
         model = VAE.load(args.checkpoint)
     except (ValueError, FileNotFoundError) as err:
