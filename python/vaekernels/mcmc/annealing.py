@@ -100,7 +100,7 @@ class VAEProblem(AISProblem):
     q^(1-b) p(x, z)^b (shorter when q is good). log p(x|z) and its gradient in z come from
     ``model.decoder_log_likelihood(X, Z, grad=True)`` (the decoder runs in the model's dtype; results are
     float64). The decoder runs on blocks of ``block_points`` data points (all their chains; default
-    :func:`decoder_block_points`: about 1024 latent rows, at least 8 points) and the encoder on blocks of 8
+    :func:`decoder_block_points`: about 1024 latent rows, at least one point) and the encoder on blocks of 8
     points: a GEMM may round a row differently in a matrix of another size, so fixed blocks make a point's
     numbers independent of the other points of the call whenever calls are cut at multiples of the block
     (``point_offset`` shards, vaekernels.distributed). Example::
@@ -158,15 +158,15 @@ ENCODER_BLOCK_POINTS = 8
 
 
 def decoder_block_points(chains, block_points=None):
-    """Data points per decoder pass of :class:`VAEProblem`: ``block_points`` if given, else the largest power
-    of two <= 1024 / chains, at least 8 (the 784-200-200 decoder's passes over 1024 rows: 6.4 ms per
-    1024 rows against 7.0 in blocks of 512 and 8.0 of 256; blocks of 128 rows cost up to 2x). Always a
-    multiple of the encoder's block of 8 points when chosen automatically; shards of a distributed run are
-    cut at multiples of it."""
+    """Data points per decoder pass of :class:`VAEProblem` (and ``VAEPosterior``): ``block_points`` if
+    given, else the largest power of two <= 1024 / chains, at least 1 (the 784-200-200 decoder's passes over
+    1024 rows: 6.4 ms per 1024 rows against 7.0 in blocks of 512 and 8.0 of 256; blocks of 128 rows cost up
+    to 2x; with more than 1024 chains a block is one point). Shards of a distributed run are cut at
+    multiples of both this and the encoder's block of 8 points."""
     if block_points is not None:
         return block_points
     per = 1024 // chains
-    return max(ENCODER_BLOCK_POINTS, 1 << (per.bit_length() - 1) if per > 0 else 1)
+    return 1 << (per.bit_length() - 1) if per > 0 else 1
 
 
 @dataclass
