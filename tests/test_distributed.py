@@ -48,7 +48,7 @@ def assert_results_equal(a, b, fields):
 MCMC_FIELDS = ("samples", "log_prob", "accept_rate", "step_size", "n_nan", "n_divergent", "proposal_chol")
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(proposal="hmc", n_leapfrog=3, jitter=0.2, keep_warmup=True),
+@pytest.mark.parametrize("kw", [dict(), dict(proposal="hmc", n_leapfrog=3, jitter=0.2, keep_warmup=True, adapt_metric=True),
                                 dict(proposal="mala", chain_offset=1000)], ids=["rw", "hmc", "mala-offset"])
 @pytest.mark.parametrize("shard_chains", [1000, 17, 1])
 def test_sample_bitwise_one_process(client, kw, shard_chains):
@@ -60,6 +60,9 @@ def test_sample_bitwise_one_process(client, kw, shard_chains):
     assert a.sample_stats.keys() == b.sample_stats.keys()
     for k in a.sample_stats:
         assert_bitwise(b.sample_stats[k], a.sample_stats[k], k)
+    assert (a.inv_metric is None) == (b.inv_metric is None)
+    if a.inv_metric is not None:
+        assert_bitwise(b.inv_metric, a.inv_metric, "inv_metric")
     assert (a.warmup is None) == (b.warmup is None)
     if a.warmup is not None:
         assert_bitwise(b.warmup["samples"], a.warmup["samples"], "warm-up draws")

@@ -201,13 +201,14 @@ out = {
 for prop in ("mala", "hmc"):   # gradient proposals: draws and per-draw statistics (energy, step sizes)
     kw = dict(n_draws=20, n_warmup=20, seed=9, proposal=prop, keep_warmup=True)
     if prop == "hmc":
-        kw.update(n_leapfrog=4, jitter=0.3)
+        kw.update(n_leapfrog=4, jitter=0.3, adapt_metric=True)
     for name, t in (("gauss", g), ("banana", mcmc.Banana(dim=4)),
                     ("logistic", mcmc.LogisticRegression(x0[:50], (x0[:50, 0] > 0) * 1.0)),
                     ("callable", g.log_prob_and_grad)):
         r = mcmc.sample(t, x0, **kw)
         out[f"{prop} {name}"] = h(r) + hashlib.sha256(
-            np.stack(list(r.sample_stats.values())[:3]).tobytes() + r.warmup["samples"].tobytes()).hexdigest()
+            np.stack(list(r.sample_stats.values())[:3]).tobytes() + r.warmup["samples"].tobytes()
+            + r.inv_metric.tobytes()).hexdigest()
     lp, grad = g.log_prob_and_grad(x0)
     out["evaluate"] = hashlib.sha256(lp.tobytes() + grad.tobytes()).hexdigest()
 print(json.dumps(out))

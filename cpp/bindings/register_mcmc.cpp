@@ -17,13 +17,15 @@ namespace {
 namespace mc = vk::cpu::mcmc;
 
 // Settings tuple from Python: (seed, chain_offset, n_warmup, n_draws, thin, proposal (mc::Proposal's value),
-// adapt_step, adapt_covariance, target_accept, n_leapfrog, jitter, keep_warmup).
-using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, int, bool, bool, double, int64_t, double, bool>;
+// adapt_step, adapt_covariance, target_accept, n_leapfrog, jitter, keep_warmup, adapt_metric).
+using Settings = std::tuple<uint64_t, uint64_t, int64_t, int64_t, int64_t, int, bool, bool, double, int64_t, double, bool,
+                            bool>;
 
 // The run's output arrays from Python: (samples, log_prob, accept_rate, step_size, n_nan, proposal_chol,
-// stats, n_divergent, warmup_samples, warmup_log_prob, warmup_stats); the warm-up ones None unless kept.
+// stats, n_divergent, inv_metric, warmup_samples, warmup_log_prob, warmup_stats); the warm-up ones None
+// unless kept.
 using OutArrays = std::tuple<Arr<double>, Arr<double>, Arr<double>, Arr<double>, Arr<int64_t>, Arr<double>,
-                             Arr<double>, Arr<int64_t>, py::object, py::object, py::object>;
+                             Arr<double>, Arr<int64_t>, Arr<double>, py::object, py::object, py::object>;
 
 // Between chunks of steps (cpu::mcmc::Poll): takes the GIL, lets Python run its signal handlers (Ctrl-C
 // raises KeyboardInterrupt there, which stops the run) and calls the optional progress(done, total).
@@ -49,8 +51,8 @@ struct Run {
 
 Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q_mean, const py::object& q_logvar,
             const Settings& s, OutArrays& o, const py::object& progress) {
-    auto& [samples, log_prob, accept_rate, step_size, n_nan, proposal_chol, stats, n_divergent, w_samples, w_log_prob,
-           w_stats] = o;
+    auto& [samples, log_prob, accept_rate, step_size, n_nan, proposal_chol, stats, n_divergent, inv_metric, w_samples,
+           w_log_prob, w_stats] = o;
     Run r;
     r.progress = std::make_unique<PyProgress>(progress);
     r.cfg.progress = r.progress.get();
@@ -60,7 +62,7 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     c.dim = xs.cols;
     int proposal = 0;
     std::tie(c.seed, c.chain_offset, c.n_warmup, c.n_draws, c.thin, proposal, c.adapt_step, c.adapt_covariance,
-             c.target_accept, c.n_leapfrog, c.jitter, c.keep_warmup) = s;
+             c.target_accept, c.n_leapfrog, c.jitter, c.keep_warmup, c.adapt_metric) = s;
     if (proposal < 0 || proposal > static_cast<int>(mc::Proposal::kHmc)) throw py::value_error("unknown proposal");
     c.proposal = static_cast<mc::Proposal>(proposal);
     if (c.n_leapfrog < 1) throw py::value_error("n_leapfrog must be >= 1");
@@ -95,6 +97,7 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     check(proposal_chol, {d, d}, "proposal_chol");
     check(stats, {ch, nd, mc::kNumStats}, "stats");
     check(n_divergent, {ch}, "n_divergent");
+    check(inv_metric, {ch, d}, "inv_metric");
     if (c.keep_warmup) {
         const int64_t nw = c.n_warmup;
         auto ws = py::cast<Arr<double>>(w_samples), wl = py::cast<Arr<double>>(w_log_prob), wt = py::cast<Arr<double>>(w_stats);
@@ -115,6 +118,7 @@ Run prepare(const Arr<double>& x0, const Arr<double>& step0, const py::object& q
     r.out.proposal_chol = writable(proposal_chol, "proposal_chol");
     r.out.stats = writable(stats, "stats");
     r.out.n_divergent = writable(n_divergent, "n_divergent");
+    r.out.inv_metric = writable(inv_metric, "inv_metric");
     return r;
 }
 

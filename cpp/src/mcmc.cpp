@@ -110,8 +110,11 @@ struct Tile {
     // (rows, kTile) lane arrays: x, xp (dim); eps (normals of one step); independence proposal (dim)
     // each; warm-up covariance shift and sum (dim) and lower-triangular scatter (dim (dim + 1) / 2).
     // scratch: (dim) Packs for the Gaussian density.
-    // MALA/HMC: g, gp the gradients at x, xp; mom the momentum (dim rows each).
+    // MALA/HMC: g, gp the gradients at x, xp; mom the momentum (dim rows each); m the diagonal inverse metric
+    // and m_isd = 1 / sqrt(m) (ones unless adapted: multiplying by 1.0 changes no bit); w_mean, w_m2 the
+    // Welford sums of the metric's warm-up window.
     Buffer<double> x, xp, eps, scratch, q_mean, q_sd, q_inv_sd, cov_shift, cov_sum, cov_scatter, g, gp, mom;
+    Buffer<double> m, m_isd, w_mean, w_m2;
     alignas(64) double lp[kTile], lpp[kTile], qx[kTile], qxp[kTile];
     alignas(64) double log_step[kTile], log_step_sum[kTile], step[kTile], u[kTile];
     alignas(64) double h[kTile], k0[kTile];   // MALA/HMC: this step's (jittered) step size, initial kinetic energy
@@ -140,10 +143,20 @@ public:
           n_steps_(cfg.n_warmup + cfg.n_draws * cfg.thin),
           n_tiles_((cfg.chains + kTile - 1) / kTile), rec_depth_(record_depth(cfg.dim)) {
         tiles_ = std::unique_ptr<Tile[]>(new Tile[static_cast<size_t>(n_tiles_)]);
-        if (cfg.adapt_covariance && cfg.proposal == Proposal::kRandomWalk && cfg.n_warmup >= 4) {
-            phases_.push_back({0, cfg.n_warmup / 2});
-            phases_.push_back({cfg.n_warmup / 2, cfg.n_warmup});
-            collect_ = {cfg.n_warmup / 4, cfg.n_warmup / 2};
+        const int64_t w = cfg.n_warmup;
+        if (cfg.adapt_metric && gradient_ && w >= 8) {
+            // Two metric windows, as Stan's expanding ones: [w/4, w/2) under the identity (which explores the
+            // wide directions slowly), then [w/2, 3w/4) under that first estimate; the step sizes adapt anew
+            // after each (phases [0, w/2), [w/2, 3w/4), [3w/4, w)).
+            phases_ = {{0, w / 2}, {w / 2, 3 * w / 4}, {3 * w / 4, w}};
+            metric_windows_ = {{w / 4, w / 2}, {w / 2, 3 * w / 4}};
+            collect_ = {0, 0};
+        } else if (cfg.adapt_covariance && cfg.proposal == Proposal::kRandomWalk && w >= 4) {
+            // phase 0 with the isotropic proposal, its second half estimating the pooled covariance, phase 1
+            // adapting the step sizes anew under it
+            phases_.push_back({0, w / 2});
+            phases_.push_back({w / 2, w});
+            collect_ = {w / 4, w / 2};
         } else {
             phases_.push_back({0, cfg.n_warmup});
             collect_ = {0, 0};
@@ -238,21 +251,22 @@ public:
         alignas(64) double v[kTile];
         for (int l = 0; l < kTile; ++l) mcmc_accept_jitter_uniforms(cfg_.seed, t.chain[l], s, bps, t.u[l], v[l]);
         for (int l = 0; l < kTile; ++l) t.h[l] = t.step[l] * (1.0 + jitter_ * (2.0 * v[l] - 1.0));
-        kinetic(p, t.k0);
-        const double *x = t.x.data(), *g = t.g.data();
+        const double *x = t.x.data(), *g = t.g.data(), *m = t.m.data(), *isd = t.m_isd.data();
+        for (int64_t i = 0; i < dim_ * kTile; ++i) p[i] = p[i] * isd[i];   // p ~ N(0, diag(1 / m))
+        kinetic(t, p, t.k0);
         double* xp = t.xp.data();
         for (int64_t j = 0; j < dim_; ++j)
             for (int l = 0; l < kTile; ++l) {
                 const int64_t i = j * kTile + l;
                 p[i] = p[i] + (0.5 * t.h[l]) * g[i];
-                xp[i] = x[i] + t.h[l] * p[i];
+                xp[i] = x[i] + t.h[l] * (m[i] * p[i]);
             }
     }
 
     // After leapfrog step i's evaluation at xp: the full kick and the next drift, or the final half kick.
     void continue_trajectory(Tile& t, int64_t i) const {
         double *p = t.mom.data(), *xp = t.xp.data();
-        const double* gp = t.gp.data();
+        const double *gp = t.gp.data(), *m = t.m.data();
         if (i + 1 == n_leapfrog_) {
             for (int64_t j = 0; j < dim_ * kTile; j += kTile)
                 for (int l = 0; l < kTile; ++l) p[j + l] = p[j + l] + (0.5 * t.h[l]) * gp[j + l];
@@ -261,7 +275,7 @@ public:
         for (int64_t j = 0; j < dim_ * kTile; j += kTile)
             for (int l = 0; l < kTile; ++l) {
                 p[j + l] = p[j + l] + t.h[l] * gp[j + l];
-                xp[j + l] = xp[j + l] + t.h[l] * p[j + l];
+                xp[j + l] = xp[j + l] + t.h[l] * (m[j + l] * p[j + l]);
             }
     }
 
@@ -276,7 +290,7 @@ public:
             // delta = H(start) - H(end); a non-finite end energy (log p, or a gradient that reached the
             // momentum) is an invalid proposal: lp_new = +inf makes mcmc_accept reject it and n_nan count it.
             alignas(64) double k1[kTile];
-            kinetic(t.mom.data(), k1);
+            kinetic(t, t.mom.data(), k1);
             for (int l = 0; l < kTile; ++l) {
                 const bool bad = mcmc_invalid_log_prob(t.lpp[l]) || !(k1[l] < FloatTraits<double>::kInf);
                 lp_new[l] = bad ? FloatTraits<double>::kInf : t.lpp[l];
@@ -320,6 +334,8 @@ public:
             if (cfg_.keep_warmup) record_warmup(t, step, stats);
             adapt(t, step, alpha);
             if (step >= collect_.begin && step < collect_.end) collect(t, step);
+            for (const Phase& win : metric_windows_)
+                if (step >= win.begin && step < win.end) collect_metric(t, win, step);
         } else if ((step - cfg_.n_warmup + 1) % cfg_.thin == 0) {
             record(t, (step - cfg_.n_warmup) / cfg_.thin, stats);
         }
@@ -388,6 +404,7 @@ public:
                 out_.step_size[c] = cfg_.proposal == Proposal::kIndependent ? 1.0 : t.step[l];
                 out_.n_nan[c] = t.n_nan[l];
                 out_.n_divergent[c] = t.n_div[l];
+                for (int64_t j = 0; j < dim_; ++j) out_.inv_metric[c * dim_ + j] = gradient_ ? t.m[j * kTile + l] : 1.0;
             }
         }
     }
@@ -408,6 +425,12 @@ private:
             t.g.assign(dim_ * kTile, 0.0);
             t.gp.assign(dim_ * kTile, 0.0);
             t.mom.assign(2 * n_normal_blocks_ * kTile, 0.0);
+            t.m.assign(dim_ * kTile, 1.0);
+            t.m_isd.assign(2 * n_normal_blocks_ * kTile, 1.0);   // as long as mom: momentum rows beyond dim unused
+            if (!metric_windows_.empty()) {
+                t.w_mean.assign(dim_ * kTile, 0.0);
+                t.w_m2.assign(dim_ * kTile, 0.0);
+            }
         }
         // Padding lanes copy the tile's first chain: they compute valid values and are never written out.
         for (int l = 0; l < kTile; ++l) {
@@ -484,12 +507,35 @@ private:
         }
     }
 
-    // K = |p|^2 / 2 per lane, coordinates summed in order.
-    void kinetic(const double* p, double* k) const {
+    // K = sum_j m_j p_j^2 / 2 per lane, coordinates summed in order.
+    void kinetic(const Tile& t, const double* p, double* k) const {
+        const double* m = t.m.data();
         alignas(64) double acc[kTile] = {};
         for (int64_t j = 0; j < dim_ * kTile; j += kTile)
-            for (int l = 0; l < kTile; ++l) acc[l] = acc[l] + p[j + l] * p[j + l];
+            for (int l = 0; l < kTile; ++l) acc[l] = acc[l] + (m[j + l] * p[j + l]) * p[j + l];
         for (int l = 0; l < kTile; ++l) k[l] = 0.5 * acc[l];
+    }
+
+    // Welford's running mean and sum of squares of each chain's state over a metric window (>= 2 draws); at
+    // its end the inverse metric is the regularised variance (Stan's: n/(n+5) var + 1e-3 5/(n+5)), chain by
+    // chain (no pooling: the draws stay independent of the chain partition), and the sums restart.
+    void collect_metric(Tile& t, const Phase& win, int64_t step) {
+        const double n = static_cast<double>(step - win.begin + 1);
+        double *mean = t.w_mean.data(), *m2 = t.w_m2.data();
+        const double* x = t.x.data();
+        for (int64_t i = 0; i < dim_ * kTile; ++i) {
+            const double d = x[i] - mean[i];
+            mean[i] = mean[i] + d / n;
+            m2[i] = m2[i] + d * (x[i] - mean[i]);
+        }
+        if (step + 1 != win.end) return;
+        const double shrink = n / (n + 5.0), prior = 1e-3 * (5.0 / (n + 5.0));
+        for (int64_t i = 0; i < dim_ * kTile; ++i) {
+            const double v = shrink * (m2[i] / (n - 1.0)) + prior;
+            t.m[i] = v;
+            t.m_isd[i] = 1.0 / vsqrt(v);
+            mean[i] = m2[i] = 0.0;
+        }
     }
 
     void record(Tile& t, int64_t draw, const double* const* stats) {
@@ -548,7 +594,8 @@ private:
     int rec_depth_;
     std::unique_ptr<Tile[]> tiles_;
     std::vector<Phase> phases_;
-    Phase collect_{0, 0};
+    Phase collect_{0, 0};          // the random walk's pooled covariance window
+    std::vector<Phase> metric_windows_;   // MALA/HMC with adapt_metric: each chain's diagonal metric windows
     Buffer<double> chol_;
     bool have_chol_ = false;
 };

@@ -67,6 +67,7 @@ struct Config {
     int64_t n_leapfrog = 1;             // HMC: leapfrog steps per iteration (MALA: 1)
     double jitter = 0.0;                // HMC: step sizes drawn uniformly from s (1 +- jitter), jitter in [0, 1)
     bool keep_warmup = false;           // record warm-up iterations into Outputs::warmup_*
+    bool adapt_metric = false;          // MALA/HMC: a diagonal inverse metric per chain from its own warm-up draws
     const double* x0 = nullptr;               // (chains, dim)
     const double* step0 = nullptr;            // (chains,) initial (or fixed) random-walk step sizes
     const double* proposal_mean = nullptr;    // (chains, dim), independence proposal
@@ -84,6 +85,8 @@ struct Outputs {
                                      // unless adapt_covariance)
     double* stats = nullptr;         // (chains, n_draws, kNumStats), see Stat
     int64_t* n_divergent = nullptr;  // (chains,) divergent MALA/HMC iterations after warm-up (thinned or not)
+    double* inv_metric = nullptr;    // (chains, dim) MALA/HMC: the diagonal inverse metric used after warm-up
+                                     // (ones unless adapt_metric)
     // With Config::keep_warmup: every warm-up iteration, unthinned.
     double* warmup_samples = nullptr;   // (chains, n_warmup, dim)
     double* warmup_log_prob = nullptr;  // (chains, n_warmup)

@@ -187,7 +187,8 @@ def _concat_mcmc(parts, chain_offset):
     settings = dict(first.settings, chain_offset=chain_offset)
     return _mcmc.MCMCResult(cat("samples"), cat("log_prob"), cat("accept_rate"), cat("step_size"), cat("n_nan"),
                             first.proposal_chol, settings=settings, n_divergent=cat("n_divergent"),
-                            sample_stats=stats, warmup=warmup)
+                            sample_stats=stats, warmup=warmup,
+                            inv_metric=None if first.inv_metric is None else cat("inv_metric"))
 
 
 # -------------------------------------------------------------------------------------------------

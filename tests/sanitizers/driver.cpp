@@ -138,6 +138,7 @@ void run_sampler(int64_t chains, int64_t dim, mc::Proposal proposal, bool adapt_
     std::vector<double> acc(static_cast<size_t>(chains)), ss(static_cast<size_t>(chains)),
         chol(static_cast<size_t>(dim * dim));
     std::vector<int64_t> nn(static_cast<size_t>(chains)), ndiv(static_cast<size_t>(chains));
+    std::vector<double> inv_metric(static_cast<size_t>(chains * dim));
     std::vector<double> stats(static_cast<size_t>(chains * draws * mc::kNumStats));
     std::vector<double> w_samples(static_cast<size_t>(chains * warmup * dim)), w_lp(static_cast<size_t>(chains * warmup)),
         w_stats(static_cast<size_t>(chains * warmup * mc::kNumStats));
@@ -150,9 +151,11 @@ void run_sampler(int64_t chains, int64_t dim, mc::Proposal proposal, bool adapt_
     const bool gradient = proposal == mc::Proposal::kMala || proposal == mc::Proposal::kHmc;
     if (proposal == mc::Proposal::kHmc) { cfg.n_leapfrog = 3; cfg.jitter = 0.3; }
     cfg.keep_warmup = gradient;
+    cfg.adapt_metric = proposal == mc::Proposal::kHmc;
     mc::Outputs out;
     out.samples = samples.data(); out.log_prob = lp.data(); out.accept_rate = acc.data(); out.step_size = ss.data();
     out.n_nan = nn.data(); out.proposal_chol = chol.data(); out.stats = stats.data(); out.n_divergent = ndiv.data();
+    out.inv_metric = inv_metric.data();
     if (cfg.keep_warmup) { out.warmup_samples = w_samples.data(); out.warmup_log_prob = w_lp.data(); out.warmup_stats = w_stats.data(); }
 
     std::vector<double> cov(static_cast<size_t>(dim * dim), 0.2), L(cov.size()), inv(cov.size()), mean(dim, 0.3);

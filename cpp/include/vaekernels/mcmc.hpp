@@ -36,8 +36,9 @@
 // +inf (or, for MALA and HMC, whose trajectory met a non-finite gradient) is rejected and counted (n_nan);
 // -inf is zero density, an ordinary rejection.
 //
-// MALA and HMC (cpp/src/mcmc.cpp): leapfrog with step h = s (1 + jitter (2 v - 1)) from (x, p):
-//   p += h/2 grad(x);  L times { x += h p;  p += h grad(x) }, the last kick halved to h/2.
+// MALA and HMC (cpp/src/mcmc.cpp): leapfrog with step h = s (1 + jitter (2 v - 1)) and a diagonal inverse
+// metric m (ones unless adapted; p = eps / sqrt(m) ~ N(0, diag(1/m)), K = sum m p^2 / 2) from (x, p):
+//   p += h/2 grad(x);  L times { x += h m p;  p += h grad(x) }, the last kick halved to h/2.
 // MALA is the one-step case, L = 1, jitter 0: x' = x + h^2/2 grad(x) + h p, and its acceptance ratio
 // q(x | x') / q(x' | x) with q = N(x + h^2/2 grad(x), h^2 I) is exactly e^(K(p) - K(p')) of that step.
 #pragma once

@@ -49,8 +49,9 @@ class MCMCResult:
     min(1, e^delta)), ``step_size`` (the one used, after HMC's jitter); for MALA and HMC also ``energy`` (the
     Hamiltonian -log p + |p|^2/2 at the end of the iteration), ``diverging`` (bool) and ``n_steps`` (leapfrog
     steps). warmup: with keep_warmup=True and n_warmup > 0, a dict of the warm-up iterations' ``samples``
-    (chains, n_warmup, dim), ``log_prob`` and ``sample_stats``; else None. Plain data: safe to share between
-    threads once returned.
+    (chains, n_warmup, dim), ``log_prob`` and ``sample_stats``; else None. inv_metric: MALA/HMC, (chains, dim)
+    the diagonal inverse metric used after warm-up (ones unless adapt_metric=True); None otherwise. Plain
+    data: safe to share between threads once returned.
     """
 
     samples: np.ndarray
@@ -63,6 +64,7 @@ class MCMCResult:
     n_divergent: np.ndarray = None
     sample_stats: dict = field(default_factory=dict)
     warmup: dict = None
+    inv_metric: np.ndarray = None
 
     def to_arviz(self, var_names=None):
         """An ``arviz.InferenceData`` with one variable ``z`` of shape (chain, draw, dim) (or one variable
@@ -134,7 +136,8 @@ def _gradient_target(target):
 
 def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", step_size="adapt",
            target_accept=None, adapt_covariance=False, thin=1, chain_offset=0, proposal_mean=None,
-           proposal_logvar=None, n_leapfrog=None, jitter=0.0, keep_warmup=False, progress=True, _check_only=False):
+           proposal_logvar=None, n_leapfrog=None, jitter=0.0, adapt_metric=False, keep_warmup=False, progress=True,
+           _check_only=False):
     """Run one Metropolis-Hastings chain per row of ``x0``.
 
     target: a built-in target (:class:`Gaussian`, :class:`Banana`, :class:`LogisticRegression`), whose
@@ -166,6 +169,12 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
     n_leapfrog: HMC's leapfrog steps per iteration (>= 1, default 10; each costs one gradient evaluation).
     jitter: HMC only: each iteration's step size is drawn uniformly from s (1 +- jitter), jitter in [0, 1),
         from the chain's own stream (this breaks the periodicity of fixed-length trajectories).
+    adapt_metric: MALA and HMC: estimate each chain's diagonal inverse metric (mass matrix) from its own
+        warm-up draws (n_warmup >= 8): the variance of the chain's draws over warm-up iterations [W/4, W/2)
+        (run with the identity), then again over [W/2, 3W/4) (run with that estimate), regularised as Stan
+        does (n/(n+5) var + 1e-3 5/(n+5)); the step size adapts anew after each estimate. Per chain, so
+        draws stay independent of the chain partition. For targets whose coordinates have very different
+        scales (e.g. VAE posteriors).
     keep_warmup: also return the warm-up iterations (``warmup``, and the warm-up groups of ``to_arviz``).
     adapt_covariance: estimate the proposal covariance from warm-up draws pooled over all chains of this
         call (first half of warm-up isotropic, covariance from its second half, step sizes adapted afresh
@@ -259,6 +268,10 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
 
     if adapt_covariance and proposal != "random_walk":
         raise ValueError("adapt_covariance applies to proposal='random_walk' only")
+    if not isinstance(adapt_metric, (bool, np.bool_)):
+        raise TypeError(f"adapt_metric must be a bool, got {type(adapt_metric).__name__}")
+    if adapt_metric and not gradient:
+        raise ValueError("adapt_metric applies to proposal='mala' or 'hmc' only")
 
     adapt_step = isinstance(step_size, str)
     if adapt_step:
@@ -290,14 +303,15 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
     chol = np.empty((dim, dim))
     stats = np.empty((chains, n_draws, len(_STATS)))
     n_div = np.empty(chains, dtype=np.int64)
+    inv_metric = np.empty((chains, dim))
     warm = (np.empty((chains, n_warmup, dim)), np.empty((chains, n_warmup)), np.empty((chains, n_warmup, len(_STATS)))) \
         if keep_warmup else (None, None, None)
     settings = (seed, chain_offset, n_warmup, n_draws, thin, _PROPOSALS[proposal], adapt_step, bool(adapt_covariance),
-                target_accept, n_leapfrog, jitter, keep_warmup)
+                target_accept, n_leapfrog, jitter, keep_warmup, bool(adapt_metric))
     total = n_warmup + n_draws * thin
     bar = None if callable(progress) else progress_bar(total, progress, "it")
     report = progress if callable(progress) else (None if bar is None else _bar_report(bar))
-    outputs = (samples, log_prob, accept_rate, steps, n_nan, chol, stats, n_div) + warm
+    outputs = (samples, log_prob, accept_rate, steps, n_nan, chol, stats, n_div, inv_metric) + warm
     args = (x0, step0, qm, qlv, settings, outputs, report)
     try:
         if builtin:
@@ -315,5 +329,6 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
                                     thin=thin, proposal=proposal, adapt_step=adapt_step,
                                     adapt_covariance=bool(adapt_covariance), target_accept=target_accept,
                                     n_leapfrog=n_leapfrog,
-                                    jitter=jitter, keep_warmup=keep_warmup),
-                      n_divergent=n_div, sample_stats=_stats_dict(stats, gradient, n_leapfrog), warmup=warmup)
+                                    jitter=jitter, adapt_metric=bool(adapt_metric), keep_warmup=keep_warmup),
+                      n_divergent=n_div, sample_stats=_stats_dict(stats, gradient, n_leapfrog), warmup=warmup,
+                      inv_metric=inv_metric if gradient else None)
