@@ -121,6 +121,9 @@ def test_adapted_metric_fixes_a_badly_scaled_target(proposal="hmc"):
     plain = mcmc.sample(target, np.zeros((64, 5)), **kw)
     res = mcmc.sample(target, np.zeros((64, 5)), adapt_metric=True, **kw)
     assert np.all(plain.inv_metric == 1.0) and res.settings["adapt_metric"]
+    # The bounds separate an adapted metric from a failed one by orders of magnitude, not by a statistical
+    # margin: measured medians 0.72-1.12 of the true variances (a window of 250 correlated draws per chain),
+    # where the identity would be off by 1e-4 to 1e4; smallest ESS ~30,000 against ~70 without a metric.
     ratio = res.inv_metric / sd ** 2
     assert np.all((np.median(ratio, axis=0) > 0.5) & (np.median(ratio, axis=0) < 2.0)), np.median(ratio, axis=0)
     ess, ess_plain = mcmc.ess(res.samples), mcmc.ess(plain.samples)

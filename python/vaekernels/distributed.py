@@ -224,7 +224,8 @@ def _check_vae_data(model, X):
 
 
 def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_points, progress):
-    from .mcmc.annealing import ENCODER_BLOCK_POINTS, VAEProblem, _settings, ais, bdmc, decoder_block_points
+    from .mcmc.annealing import VAEProblem, _settings, ais, bdmc
+    from .mcmc.problems import ENCODER_BLOCK_POINTS, decoder_block_points
     _check_client(client)
     X = _check_vae_data(model, X)
     kwargs.setdefault("point_offset", 0)
@@ -263,7 +264,7 @@ def _ais_like(client, what, model, X, z_exact, kwargs, shard_points, block_point
 def ais(client, model, X, *, shard_points=32, block_points=None, progress=True, **kwargs):
     """:func:`vaekernels.mcmc.ais` of a VAE over the cluster, data points split into shards of
     ``shard_points`` (rounded up to a multiple of the decoder's block of points, see
-    ``mcmc.annealing.decoder_block_points``: 64 points for 16 chains; pass a smaller ``block_points`` for
+    ``mcmc.problems.decoder_block_points``: 64 points for 16 chains; pass a smaller ``block_points`` for
     finer shards, at some cost per decoder pass): the same :class:`AISResult` as
     ``mcmc.ais(model, X, **kwargs)`` (= ``VAEProblem(model, X, start, block_points)``) in one process, bit
     for bit.

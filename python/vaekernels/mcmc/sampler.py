@@ -27,7 +27,7 @@ from .targets import Target
 __all__ = ["sample", "MCMCResult"]
 
 _PROPOSALS = {"random_walk": 0, "independent": 1, "mala": 2, "hmc": 3}
-_DEFAULT_ACCEPT = {"random_walk": 0.234, "independent": 0.234, "mala": 0.574, "hmc": 0.65}
+DEFAULT_ACCEPT = {"random_walk": 0.234, "independent": 0.234, "mala": 0.574, "hmc": 0.65}
 _GRADIENT = ("mala", "hmc")
 # Columns of the C++ sampler's per-draw statistics (cpp/src/mcmc.hpp, enum Stat), under ArviZ's names.
 _STATS = ("acceptance_rate", "step_size", "energy", "diverging")
@@ -231,7 +231,7 @@ def sample(target, x0, *, n_draws, seed, n_warmup=1000, proposal="random_walk", 
     independent = proposal == "independent"
     gradient = proposal in _GRADIENT
     if target_accept is None:
-        target_accept = _DEFAULT_ACCEPT[proposal]
+        target_accept = DEFAULT_ACCEPT[proposal]
     if n_leapfrog is not None and proposal != "hmc":
         raise ValueError("n_leapfrog applies to proposal='hmc' only")
     n_leapfrog = _int("n_leapfrog", 10 if n_leapfrog is None else n_leapfrog, 1, 1 << 20) if proposal == "hmc" else 1

@@ -10,7 +10,7 @@ API, which also gives the gradient in z). Several data points are sampled in one
 
 The decoder runs in the model's dtype (float32 for most models): log p(x|z) then carries float32 rounding,
 a deterministic function of z, so the chain targets that (very slightly perturbed) density exactly. It runs
-on fixed blocks of data points (``block_points``, all their chains; annealing.decoder_block_points), so a
+on fixed blocks of data points (``block_points``, all their chains; problems.decoder_block_points), so a
 chain's values do not depend on the other data points of the call: vaekernels.distributed cuts the chains
 at those blocks and gets the single-process bits.
 """
@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from .. import kernels as ops
-from .annealing import ENCODER_BLOCK_POINTS, decoder_block_points
+from .problems import ENCODER_BLOCK_POINTS, decoder_block_points
 from .diagnostics import ess, rhat
 from .sampler import sample
 
