@@ -112,10 +112,8 @@ def test_requires_grad_inputs_and_errors_match_the_numpy_api():
     assert z.requires_grad and kl.requires_grad
     with pytest.raises(TypeError, match="mixed dtypes"):
         vkt.kl_standard_normal(mu, torch.zeros(4, 3))
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match=r"mu must be a floating-point tensor .*got torch.int64"):
         vkt.kl_standard_normal(mu.long(), mu.long())
-    with pytest.raises(TypeError, match="float32 or float64"):
-        vkt.kl_standard_normal(mu.bfloat16(), mu.bfloat16())
     with pytest.raises(ValueError, match=r"\(4, 3\).*\(4, 2\)|\(4, 2\).*\(4, 3\)"):
         vkt.kl_standard_normal(mu, torch.zeros(4, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="seed"):
@@ -157,51 +155,27 @@ def test_stream_values_travel_as_int64_tensors():
     np.testing.assert_array_equal(vkt.randn(6, vkt.u64(2**64 - 1), vkt.u64(2**63 + 1)).numpy(), a.numpy())
 
 
-def test_gaussian_latent_advances_its_stream_and_regenerates_eps():
-    layer = vkt.GaussianLatent(seed=9)
+def test_gaussian_latent_draws_a_key_per_call_and_regenerates_eps():
+    """Each call draws its key with torch's generator (torch.randint at that point of the stream); the
+    backward regenerates eps from the key the forward used."""
+    layer = vkt.GaussianLatent()
     mu = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
     lv = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(7)
     z1, kl1 = layer(mu, lv)
     z2, _ = layer(mu, lv)
-    assert int(layer.offset) == 64
+    torch.manual_seed(7)
+    k1, k2 = int(vkt.noise_key()), int(vkt.noise_key())
+    assert k1 != k2 and 0 <= min(k1, k2) and max(k1, k2) < 2**63
     np.testing.assert_array_equal(z1.detach().numpy(), vk.latent_forward(mu.detach().numpy(), lv.detach().numpy(),
-                                                                        9, 0)[0])
+                                                                        k1, 0)[0])
     np.testing.assert_array_equal(z2.detach().numpy(), vk.latent_forward(mu.detach().numpy(), lv.detach().numpy(),
-                                                                        9, 32)[0])
+                                                                        k2, 0)[0])
     (z1.sum() + 0.5 * kl1.sum()).backward()
-    dmu, dlv = vk.latent_backward(np.ones((8, 4)), mu.detach().numpy(), lv.detach().numpy(), 9, 0, 0.5)
+    dmu, dlv = vk.latent_backward(np.ones((8, 4)), mu.detach().numpy(), lv.detach().numpy(), k1, 0, 0.5)
     np.testing.assert_allclose(mu.grad.numpy(), dmu, rtol=1e-15)
     np.testing.assert_allclose(lv.grad.numpy(), dlv, rtol=1e-14)
-
-
-# -------------------------------------------------------------------------------------------------
-# torch.compile
-# -------------------------------------------------------------------------------------------------
-def test_compile_fullgraph_compiles_once_while_the_offset_advances():
-    from torch._dynamo.testing import CompileCounterWithBackend
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    enc, dec = torch.nn.Linear(16, 8), torch.nn.Linear(4, 16)
-    latent = vkt.GaussianLatent(seed=3)
-
-    def loss_fn(x):
-        h = enc(x)
-        z, kl = latent(h[:, :4], h[:, 4:])
-        return (vkt.bernoulli_logits_loss(x, dec(z)) + kl).mean()
-
-    counter = CompileCounterWithBackend("aot_eager")      # dynamo + AOTAutograd: the backward as traced
-    compiled = torch.compile(loss_fn, fullgraph=True, backend=counter)
-    x = (torch.rand(32, 16) < 0.5).float()
-    eager_latent = vkt.GaussianLatent(seed=3)
-    for step in range(20):
-        loss = compiled(x)
-        loss.backward()
-        h = enc(x)
-        z, kl = eager_latent(h[:, :4], h[:, 4:])
-        eager = (vkt.bernoulli_logits_loss(x, dec(z)) + kl).mean()
-        assert float(loss.detach()) == pytest.approx(float(eager.detach()), rel=1e-6), step
-    assert counter.frame_count == 1, f"compiled {counter.frame_count} times"
-    assert int(latent.offset) == 20 * 32 * 4
+    assert dict(layer.state_dict()) == {}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -216,7 +190,6 @@ def _train_digits(use_vk, seed, epochs=40):
     enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.Tanh(), torch.nn.Linear(H, 2 * L))
     dec = torch.nn.Sequential(torch.nn.Linear(L, H), torch.nn.Tanh(), torch.nn.Linear(H, D))
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=3e-3)
-    latent = vkt.GaussianLatent(seed=seed)
     gen = torch.Generator().manual_seed(seed)
     offset = 0
     for _ in range(epochs):
@@ -224,9 +197,9 @@ def _train_digits(use_vk, seed, epochs=40):
             x = X[idx]
             h = enc(x)
             mu, lv = h[:, :L], h[:, L:]
-            if use_vk:
-                z, kl = latent(mu, lv)
-                nll = vkt.bernoulli_logits_loss(x, dec(z))
+            if use_vk:    # the functional form at the same stream positions as the native run
+                z, kl = vkt.latent_forward(mu, lv, seed, offset)
+                nll = vkt.bernoulli_nll(dec(z), x, reduction="none")
             else:   # native torch ops, fed the same normals (so only the arithmetic differs)
                 eps = torch.from_numpy(vk.randn(mu.shape, seed, offset))
                 z = mu + torch.exp(0.5 * lv) * eps

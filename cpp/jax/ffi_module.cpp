@@ -8,15 +8,22 @@
 // Calling convention of a handler (python/vaekernels/jax.py builds the calls from the same table):
 //   arguments: the kernel's array parameters in order (in-place arrays included), then one buffer per
 //              C++ scalar of the record, in order: a uint32[2] (low word, high word) carrying its 64 bits
-//              (the value of an integer, the IEEE bits of a double), or a float32 / float64 scalar for a
-//              real given as a traced JAX value;
+//              (the value of an integer, the IEEE bits of a double), or one element: a signed or unsigned
+//              integer or a float (traced JAX values arrive so);
 //   results:   the in-place arrays (their updated values) in order, then the outputs in order.
 // The extent comes from the buffers' shapes. Before any kernel runs, the handler checks what would make it
-// unsafe: buffer counts, element types, element counts against the roles, and the stream end
-// (offset + positions read <= 2^64, checked in Python too when the values are not traced).
+// unsafe or wrong: buffer counts, element types, element counts against the roles, every scalar against its
+// rule in the table (ScalarSpec: a traced beta1 = 1 or step = 0 is refused as the same Python value is)
+// and the stream end (offset + positions read <= 2^64); Python checks all of these at trace time for the
+// values it knows. On the GPU every operand is device memory, which the handler cannot read on the host:
+// there the kernels that take scalars (seed, offset, step, reals) return an error saying so instead of
+// reading them; the others run.
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -49,23 +56,78 @@ ffi::Error invalid(const std::string& kernel, const std::string& what) {
     return ffi::Error::InvalidArgument("vaekernels " + kernel + ": " + what);
 }
 
-// The 64 bits a scalar buffer carries, converted to the record field's type.
+// Shortest decimal text of a double that reads back to it (error messages name the bad value).
+std::string number_text(double v) {
+    char buf[40];
+    for (int precision = 1; precision <= 17; ++precision) {
+        std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+        if (std::strtod(buf, nullptr) == v || v != v) break;
+    }
+    return buf;
+}
+
+// Reads a scalar buffer into the record field `value` and checks it against the table's rule for it
+// (ScalarSpec). The buffers: a uint32[2] (low word, high word) carrying the field's 64 bits (an integer's
+// value, a double's IEEE bits), or one element: a signed integer (negative values refused: -1 is never
+// silently 2^32 - 1 or 2^64 - 1), an unsigned one, or a float. Returns "" or what is wrong, naming the
+// scalar and its value: traced values reach the kernel only through here.
 template <class V>
-bool read_scalar(const ffi::AnyBuffer& b, V& value) {
+std::string read_scalar(const ffi::AnyBuffer& b, const ScalarSpec& spec, V& value) {
+    const std::string name = spec.name;
     const size_t n = b.element_count();
+    const void* p = b.untyped_data();
+    double real = 0;            // the value as a double, for the rules below
+    bool integral = true;
+    uint64_t bits = 0;
     if (b.element_type() == ffi::DataType::U32 && n == 2) {
-        const auto* w = static_cast<const uint32_t*>(b.untyped_data());
-        const uint64_t bits = static_cast<uint64_t>(w[0]) | (static_cast<uint64_t>(w[1]) << 32);
-        if constexpr (std::is_same_v<V, double>) std::memcpy(&value, &bits, sizeof value);
-        else value = static_cast<V>(bits);
-        return true;
+        const auto* w = static_cast<const uint32_t*>(p);
+        bits = static_cast<uint64_t>(w[0]) | (static_cast<uint64_t>(w[1]) << 32);
+        if constexpr (std::is_same_v<V, double>) { std::memcpy(&value, &bits, sizeof value); real = value; integral = false; }
+        else { value = static_cast<V>(bits); real = static_cast<double>(bits); }
+    } else if (n == 1) {
+        switch (b.element_type()) {
+            case ffi::DataType::S32: case ffi::DataType::S64: {
+                const int64_t v = b.element_type() == ffi::DataType::S32 ? *static_cast<const int32_t*>(p)
+                                                                          : *static_cast<const int64_t*>(p);
+                if (v < 0) return name + " must be >= 0, got " + std::to_string(v);
+                bits = static_cast<uint64_t>(v);
+                break;
+            }
+            case ffi::DataType::U32: bits = *static_cast<const uint32_t*>(p); break;
+            case ffi::DataType::U64: bits = *static_cast<const uint64_t*>(p); break;
+            case ffi::DataType::F32: real = *static_cast<const float*>(p); integral = false; break;
+            case ffi::DataType::F64: real = *static_cast<const double*>(p); integral = false; break;
+            default: return "scalar " + name + " must be a uint32[2] (64-bit) buffer or an integer or float scalar";
+        }
+        if (integral) { value = static_cast<V>(bits); real = static_cast<double>(bits); }
+        else if constexpr (std::is_same_v<V, double>) value = real;
+        else {
+            if (!(real >= 0) || real != std::floor(real) || real >= 18446744073709551616.0)
+                return name + " must be an integer >= 0, got " + number_text(real);
+            value = static_cast<V>(real);
+            bits = static_cast<uint64_t>(real);
+            integral = true;
+        }
+    } else {
+        return "scalar " + name + " must be a uint32[2] (64-bit) buffer or an integer or float scalar";
     }
-    if (n != 1) return false;
-    switch (b.element_type()) {
-        case ffi::DataType::F32: value = static_cast<V>(*static_cast<const float*>(b.untyped_data())); return true;
-        case ffi::DataType::F64: value = static_cast<V>(*static_cast<const double*>(b.untyped_data())); return true;
-        default: return false;
+    switch (spec.kind) {
+        case ScalarKind::kSeed: case ScalarKind::kOffset: return std::string();
+        case ScalarKind::kCount: case ScalarKind::kStep:
+            if (integral ? bits == 0 || bits >= (uint64_t{1} << 62) : !(real >= 1))
+                return name + " must be in [1, 2**62), got " + (integral ? std::to_string(bits) : number_text(real));
+            return std::string();
+        case ScalarKind::kReal:
+            if (real != real) return name + " must be a number, got nan";
+            if (spec.has_lo && spec.has_hi &&
+                !(real >= spec.lo && (spec.hi_open ? real < spec.hi : real <= spec.hi)))
+                return name + " must be in [" + number_text(spec.lo) + ", " + number_text(spec.hi) +
+                       (spec.hi_open ? ")" : "]") + ", got " + number_text(real);
+            if (spec.has_lo && !spec.has_hi && !(real >= spec.lo))
+                return name + " must be >= " + number_text(spec.lo) + ", got " + number_text(real);
+            return std::string();
     }
+    return std::string();
 }
 
 // Fills the record from the call frame; "" on success, else what is wrong.
@@ -105,12 +167,13 @@ std::string fill(Args& a, ffi::RemainingArgs& args, ffi::RemainingRets& rets, vo
     });
     if (!err.empty()) return err;
     if (!have_extent) return "no array gives the extent";
-    // scalars, after the arrays
+    // scalars, after the arrays (host memory only: see the top of this file)
+    if (stream != nullptr && Args::kNumScalars > 0)
+        return "on a GPU this kernel is not available through vaekernels.jax yet: its scalar operands (seed, "
+               "offset, step, reals) are device memory, which the handler cannot read";
     size_t si = static_cast<size_t>(n_in);
-    a.visit_scalars([&](const char* name, auto& value) {
-        if (!err.empty()) return;
-        if (!read_scalar(args.get<ffi::AnyBuffer>(si++).value(), value))
-            err = std::string("scalar ") + name + " must be a uint32[2] (64-bit) or a float scalar buffer";
+    a.visit_scalars([&](const ScalarSpec& spec, auto& value) {
+        if (err.empty()) err = read_scalar(args.get<ffi::AnyBuffer>(si++).value(), spec, value);
     });
     if (!err.empty()) return err;
     // arrays: pointers, types and sizes; in-place arrays are copied to their results first
@@ -149,8 +212,8 @@ std::string fill(Args& a, ffi::RemainingArgs& args, ffi::RemainingRets& rets, vo
         // the stream end: offset + positions read <= 2^64 (positions never wrap)
         uint64_t offset = 0;
         bool has_offset = false;
-        a.visit_scalars([&](const char* name, auto& value) {
-            if (std::string(name) == "offset") { offset = static_cast<uint64_t>(value); has_offset = true; }
+        a.visit_scalars([&](const ScalarSpec& spec, auto& value) {
+            if (spec.kind == ScalarKind::kOffset) { offset = static_cast<uint64_t>(value); has_offset = true; }
         });
         if (has_offset) {
             int64_t count = 0;

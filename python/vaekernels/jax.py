@@ -9,8 +9,18 @@ carry a ``jax.custom_vjp`` built from the table's backward recipe, evaluated wit
 
 Seeds, offsets and Adam's step may be Python ints or traced JAX values (a jitted training step that
 advances its offset compiles once). 64-bit values travel as two uint32 words: pass an int, a uint32[2]
-array ``(low, high)`` (``words``), or any integer scalar (a uint64 one when ``jax_enable_x64`` is on).
-float32 by default; float64 needs ``jax_enable_x64``.
+array ``(low, high)`` (``words``), or any integer scalar (a uint64 one when ``jax_enable_x64`` is on). A
+seed may be a ``jax.random`` key, typed (``jax.random.key``) or legacy (``jax.random.PRNGKey``). Keep a
+64-bit offset inside ``jit`` as words and move it with ``advance(offset, n)`` (the carry into the high
+word included): a Python int past 2**31 - 1 cannot cross a ``jit`` boundary as one int32 value, and an
+int32 step or offset counter wraps at 2**31. A traced value is validated where it exists, by the XLA FFI
+handler, with the Python API's rules: a negative signed offset, ``step=0``, ``beta1=1``, ``lr=-1`` or
+``kl_weight=nan`` fails at run time with an error (``jax.errors.JaxRuntimeError``) naming the argument and
+its value; values known at trace time are refused at trace time (ValueError / TypeError).
+float32 by default; float64 needs ``jax_enable_x64``; float16 and bfloat16 arrays are computed in float32
+and the results rounded to their dtype (``randn(..., dtype=jnp.float16)`` is the float32 stream rounded).
+Differentiation is reverse mode (``jax.custom_vjp``): ``jax.jvp`` / ``jax.jacfwd`` raise JAX's own error
+for custom_vjp functions. On a GPU, the kernels with scalars are not available yet (cpp/jax/ffi_module.cpp).
 
 vmap: kernels without scalars batch by broadcasting (one call on the stacked arrays); kernels with scalars
 run once per slice (``vmap_method="sequential"``), so a shared (seed, offset) gives every slice the same
@@ -39,7 +49,7 @@ except ImportError as e:   # pragma: no cover - depends on the build
     raise ImportError("vaekernels was built without its JAX module (vaekernels._jax): rebuild with "
                       "VAEKERNELS_JAX=1 pip install . (jax must be installable at build time)") from e
 
-__all__ = ["words"] + [k.name for k in KERNELS]
+__all__ = ["words", "advance"] + [k.name for k in KERNELS]
 
 _MASK = (1 << 64) - 1
 _STREAM_KINDS = ("seed", "offset", "step")
@@ -66,23 +76,69 @@ def words(value):
     return np.array([value & 0xFFFFFFFF, value >> 32], np.uint32)
 
 
+def advance(offset, n):
+    """``offset + n`` as the uint32[2] words (low, high) the operations take, with the carry into the high
+    word, inside ``jit`` too: the way to keep a 64-bit stream position in a jitted loop (an int32 or a
+    Python int past 2**31 cannot cross a ``jit`` boundary as one value). offset: an int, uint32[2] words or
+    an integer scalar; n: a non-negative int (< 2**64) or an integer scalar array (int32 counts: < 2**31).
+    Wraps modulo 2**64; the kernels refuse a read past the stream end."""
+    w = _stream_buffer("offset", offset)
+    if w.shape != (2,):                     # a signed scalar offset: its value as words
+        w = _words_of_scalar(w)
+    if isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)):
+        n = int(n)
+        if not 0 <= n < 1 << 64:
+            raise ValueError(f"n must be in [0, 2**64), got {n}")
+        n_words = jnp.asarray(words(n))
+    else:
+        n = jnp.asarray(n)
+        if n.shape != () or not jnp.issubdtype(n.dtype, jnp.integer):
+            raise TypeError(f"n must be an int or an integer scalar array, got {n.dtype}{list(n.shape)}")
+        n_words = _words_of_scalar(n)
+    low = w[0] + n_words[0]
+    high = w[1] + n_words[1] + (low < w[0]).astype(jnp.uint32)
+    return jnp.stack([low, high])
+
+
+def _words_of_scalar(v):
+    """uint32[2] words of an integer scalar array (its two's complement bits for signed values)."""
+    if v.dtype.itemsize == 8:
+        return jax.lax.bitcast_convert_type(v, jnp.uint32)
+    return jnp.stack([v.astype(jnp.uint32), jnp.zeros((), jnp.uint32)])
+
+
 def _is_traced(value):
     return isinstance(value, (jax.Array, jax.core.Tracer)) or (isinstance(value, np.ndarray) and value.ndim > 0)
 
 
+def _is_key(v):
+    return hasattr(v, "dtype") and jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key)
+
+
 def _stream_buffer(name, value):
-    """A seed / offset / step as a uint32[2] (or 64-bit scalar) buffer."""
+    """A seed / offset / step as the buffer the handlers read: uint32[2] words (low, high) of an unsigned
+    value, or a signed integer scalar as it is (the handler refuses a negative one: an int32 -1 is never
+    2**32 - 1). A seed may also be a ``jax.random`` key: a typed key (``jax.random.key``) gives its key data
+    (threefry: its two words) or, for other implementations, two words drawn from it; a legacy key
+    (``jax.random.PRNGKey``) is a uint32[2] and used as the words."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return jnp.asarray(words(value))
+    if _is_key(value):
+        if name != "seed":
+            raise TypeError(f"{name} must be an integer, not a jax.random key (keys are seeds)")
+        if value.shape != ():
+            raise TypeError(f"seed must be a single jax.random key, got a key array of shape {value.shape}")
+        data = jax.random.key_data(value)
+        return data if data.shape == (2,) else jax.random.bits(value, (2,), jnp.uint32)
     v = jnp.asarray(value)
     if v.dtype == jnp.uint32 and v.shape == (2,):
         return v
     if v.shape == () and jnp.issubdtype(v.dtype, jnp.integer):
-        if v.dtype.itemsize == 8:           # x64: the bits of a 64-bit integer as two words
-            return jax.lax.bitcast_convert_type(v.astype(jnp.uint64), jnp.uint32)
-        return jnp.stack([v.astype(jnp.uint32), jnp.zeros((), jnp.uint32)])
-    raise TypeError(f"{name} must be an int, a uint32[2] array (low, high) or an integer scalar, got "
-                    f"{v.dtype}{list(v.shape)}")
+        if jnp.issubdtype(v.dtype, jnp.signedinteger):
+            return v.astype(jnp.int64) if v.dtype.itemsize == 8 else v.astype(jnp.int32)
+        return _words_of_scalar(v)          # uint64 (x64): its bits as two words
+    raise TypeError(f"{name} must be an int, a uint32[2] array (low, high), an integer scalar"
+                    f"{' or a jax.random key' if name == 'seed' else ''}, got {v.dtype}{list(v.shape)}")
 
 
 def _real_buffer(name, value):
@@ -165,14 +221,46 @@ class _JaxLib:
             o.value = r
 
 
+_HALF = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
+
+
+def _half_precision(k, args):
+    """The half-precision dtype of a call (float16 or bfloat16: computed in float32, results rounded back),
+    or None; a half-precision array beside another dtype is the NumPy API's mixed-dtype TypeError."""
+    if k.layout == CREATION:
+        dt = dict(zip((p.name for p in k.params), args)).get("dtype")
+        try:
+            return np.dtype(dt) if np.dtype(dt) in _HALF else None
+        except TypeError:
+            return None
+    named = [(p.name, np.dtype(getattr(a, "dtype", np.asarray(a).dtype)))
+             for p, a in zip(k.params, args) if isinstance(p, Array)]
+    half = next(((n, d) for n, d in named if d in _HALF), None)
+    if half is None:
+        return None
+    for n, d in named:
+        if d != half[1]:
+            raise TypeError(f"{n} has dtype {d} but {half[0]} has dtype {half[1]}; mixed dtypes are not cast "
+                            f"silently (convert with .astype first)")
+    return half[1]
+
+
 def _forward(k, args):
+    args = list(args)
+    half = _half_precision(k, args)
+    if half is not None:
+        args = [jnp.asarray(a, jnp.float32) if isinstance(p, Array) else (np.float32 if p.kind == "dtype" else a)
+                for p, a in zip(k.params, args)]
     lib = _JaxLib()
-    res = dispatch.run(k, lib, list(args))
+    res = dispatch.run(k, lib, args)
     if k.returns != "outputs":
-        return tuple(lib.inplace)
-    res = res if isinstance(res, tuple) else (res,)
-    vals = tuple(r.value for r in res)
-    return vals[0] if len(vals) == 1 else vals
+        vals = tuple(lib.inplace)
+    else:
+        res = res if isinstance(res, tuple) else (res,)
+        vals = tuple(r.value for r in res)
+    if half is not None:
+        vals = tuple(v.astype(half) for v in vals)
+    return vals[0] if len(vals) == 1 and k.returns == "outputs" else vals
 
 
 # -------------------------------------------------------------------------------------------------

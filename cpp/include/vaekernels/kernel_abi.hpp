@@ -29,6 +29,22 @@ struct ArraySpec {
     Io io;
 };
 
+// A scalar of a record and the values it admits, from the table's Scalar (kernels/spec.py): seeds and
+// offsets are any uint64, counts (n_samples) and Adam's step are >= 1, reals are numbers (never NaN)
+// within [lo, hi] (hi excluded when hi_open). Callers whose scalars arrive as run-time values (the XLA FFI
+// handlers) check them with these; the Python API checks the same rules before any call.
+enum class ScalarKind { kSeed, kOffset, kCount, kStep, kReal };
+
+struct ScalarSpec {
+    const char* name;
+    ScalarKind kind;
+    bool has_lo = false;
+    double lo = 0;
+    bool has_hi = false;
+    double hi = 0;
+    bool hi_open = false;
+};
+
 struct RowsExtent {
     static constexpr Layout kLayout = Layout::kRows;
     int64_t rows = 0, cols = 0;
@@ -93,7 +109,7 @@ std::string fill_extent_and_scalars(Args& a, const Seq& extent, const Seq& scala
                std::to_string(Args::kNumScalars) + " scalars, got " + std::to_string(n_arrays) + " and " +
                std::to_string(scalars.size());
     size_t i = 0;
-    a.visit_scalars([&](const char*, auto& value) {
+    a.visit_scalars([&](const ScalarSpec&, auto& value) {
         value = scalars[i++].template cast<std::decay_t<decltype(value)>>();
     });
     return std::string();

@@ -42,8 +42,8 @@ struct RandnArgs : FlatExtent {
         f(ArraySpec{"out", Role::kFull, Io::kOut}, out);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("seed", seed);
-        f("offset", offset);
+        f(ScalarSpec{"seed", ScalarKind::kSeed, false, 0, false, 0, false}, seed);
+        f(ScalarSpec{"offset", ScalarKind::kOffset, false, 0, false, 0, false}, offset);
     }
 };
 
@@ -61,8 +61,8 @@ struct RandArgs : FlatExtent {
         f(ArraySpec{"out", Role::kFull, Io::kOut}, out);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("seed", seed);
-        f("offset", offset);
+        f(ScalarSpec{"seed", ScalarKind::kSeed, false, 0, false, 0, false}, seed);
+        f(ScalarSpec{"offset", ScalarKind::kOffset, false, 0, false, 0, false}, offset);
     }
 };
 
@@ -85,9 +85,9 @@ struct ReparameterizeArgs : FlatExtent {
         f(ArraySpec{"z", Role::kSamples, Io::kOut}, z);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("seed", seed);
-        f("offset", offset);
-        f("n_samples", n_samples);
+        f(ScalarSpec{"seed", ScalarKind::kSeed, false, 0, false, 0, false}, seed);
+        f(ScalarSpec{"offset", ScalarKind::kOffset, false, 0, false, 0, false}, offset);
+        f(ScalarSpec{"n_samples", ScalarKind::kCount, false, 0, false, 0, false}, n_samples);
     }
 };
 
@@ -351,8 +351,8 @@ struct LatentForwardArgs : RowsExtent {
         f(ArraySpec{"kl", Role::kBatch, Io::kOut}, kl);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("seed", seed);
-        f("offset", offset);
+        f(ScalarSpec{"seed", ScalarKind::kSeed, false, 0, false, 0, false}, seed);
+        f(ScalarSpec{"offset", ScalarKind::kOffset, false, 0, false, 0, false}, offset);
     }
 };
 
@@ -379,9 +379,9 @@ struct LatentBackwardArgs : RowsExtent {
         f(ArraySpec{"dlogvar", Role::kFull, Io::kOut}, dlogvar);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("seed", seed);
-        f("offset", offset);
-        f("kl_weight", kl_weight);
+        f(ScalarSpec{"seed", ScalarKind::kSeed, false, 0, false, 0, false}, seed);
+        f(ScalarSpec{"offset", ScalarKind::kOffset, false, 0, false, 0, false}, offset);
+        f(ScalarSpec{"kl_weight", ScalarKind::kReal, false, 0, false, 0, false}, kl_weight);
     }
 };
 
@@ -409,8 +409,8 @@ struct LatentVjpArgs : RowsExtent {
         f(ArraySpec{"dlogvar", Role::kFull, Io::kOut}, dlogvar);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("seed", seed);
-        f("offset", offset);
+        f(ScalarSpec{"seed", ScalarKind::kSeed, false, 0, false, 0, false}, seed);
+        f(ScalarSpec{"offset", ScalarKind::kOffset, false, 0, false, 0, false}, offset);
     }
 };
 
@@ -437,12 +437,12 @@ struct AdamStepArgs : FlatExtent {
         f(ArraySpec{"v", Role::kFull, Io::kInOut}, v);
     }
     template <class F> void visit_scalars(F&& f) {
-        f("step", step);
-        f("lr", lr);
-        f("beta1", beta1);
-        f("beta2", beta2);
-        f("eps", eps);
-        f("weight_decay", weight_decay);
+        f(ScalarSpec{"step", ScalarKind::kStep, false, 0, false, 0, false}, step);
+        f(ScalarSpec{"lr", ScalarKind::kReal, true, 0.0, false, 0, false}, lr);
+        f(ScalarSpec{"beta1", ScalarKind::kReal, true, 0.0, true, 1.0, true}, beta1);
+        f(ScalarSpec{"beta2", ScalarKind::kReal, true, 0.0, true, 1.0, true}, beta2);
+        f(ScalarSpec{"eps", ScalarKind::kReal, true, 0.0, false, 0, false}, eps);
+        f(ScalarSpec{"weight_decay", ScalarKind::kReal, true, 0.0, false, 0, false}, weight_decay);
     }
 };
 

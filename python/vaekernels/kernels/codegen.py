@@ -134,6 +134,18 @@ def _shape_comment(k, role):
     return {FULL: "(n,)", SAMPLES: "(n_samples, n)", BLOCKS: "(n, 4)", KEYS: "(n, 2)"}[role]
 
 
+_CPP_SCALAR_KIND = {"seed": "kSeed", "offset": "kOffset", "n_samples": "kCount", "step": "kStep", "real": "kReal"}
+
+
+def _scalar_spec(s):
+    """The ScalarSpec initialiser of scalar ``s`` (kernel_abi.hpp): its name, kind and bounds."""
+    def bound(v):
+        return ("true", repr(float(v))) if v is not None else ("false", "0")
+    (has_lo, lo), (has_hi, hi) = bound(s.lo), bound(s.hi)
+    return (f'ScalarSpec{{"{s.name}", ScalarKind::{_CPP_SCALAR_KIND[s.kind]}, {has_lo}, {lo}, {has_hi}, {hi}, '
+            f'{"true" if s.hi_open else "false"}}}')
+
+
 def _cpp_struct(k):
     templ = k.dtypes != ("uint32",)
     elem = "T" if templ else "uint32_t"
@@ -164,7 +176,7 @@ def _cpp_struct(k):
     if scalars:
         lines.append("    template <class F> void visit_scalars(F&& f) {")
         for s in scalars:
-            lines.append(f'        f("{s.name}", {s.name});')
+            lines.append(f"        f({_scalar_spec(s)}, {s.name});")
         lines.append("    }")
     else:
         lines.append("    template <class F> void visit_scalars(F&&) {}")
