@@ -89,7 +89,9 @@ std::string read_scalar(const ffi::AnyBuffer& b, const ScalarSpec& spec, V& valu
             case ffi::DataType::S32: case ffi::DataType::S64: {
                 const int64_t v = b.element_type() == ffi::DataType::S32 ? *static_cast<const int32_t*>(p)
                                                                           : *static_cast<const int64_t*>(p);
-                if (v < 0) return name + " must be >= 0, got " + std::to_string(v);
+                if (v < 0)
+                    return name + (spec.kind == ScalarKind::kStep || spec.kind == ScalarKind::kCount
+                                       ? " must be in [1, 2**62), got " : " must be >= 0, got ") + std::to_string(v);
                 bits = static_cast<uint64_t>(v);
                 break;
             }

@@ -233,7 +233,7 @@ def _half_precision(k, args):
             return np.dtype(dt) if np.dtype(dt) in _HALF else None
         except TypeError:
             return None
-    named = [(p.name, np.dtype(getattr(a, "dtype", np.asarray(a).dtype)))
+    named = [(p.name, np.dtype(a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype))
              for p, a in zip(k.params, args) if isinstance(p, Array)]
     half = next(((n, d) for n, d in named if d in _HALF), None)
     if half is None:
