@@ -138,7 +138,7 @@ def run_bernoulli(variant, shape, repeat):
             import vaekernels.torch as vkt
 
             def step():
-                vkt.bernoulli_logits_loss(tx, tl).sum().backward()
+                vkt.bernoulli_nll(tl, tx, reduction="sum").backward()
         else:
             def f(x, l):
                 return torch.nn.functional.binary_cross_entropy_with_logits(l, x, reduction="sum")
@@ -184,14 +184,14 @@ def run_mnist(variant, path, rows, epochs=4):
         TX = torch.from_numpy(X)
         if variant == "torch_vk":
             import vaekernels.torch as vkt
-            latent = vkt.GaussianLatent(seed=0)
+            latent = vkt.GaussianLatent()
 
         def loss_fn(x):
             h = enc(x)
             mu, lv = h[:, :L], h[:, L:]
             if variant == "torch_vk":
                 z, kl = latent(mu, lv)
-                nll = vkt.bernoulli_logits_loss(x, dec(z))
+                nll = vkt.bernoulli_nll(dec(z), x, reduction="none")
             else:
                 z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
                 kl = 0.5 * (mu * mu + lv.exp() - 1 - lv).sum(-1)

@@ -141,3 +141,9 @@ def test_half_precision_is_computed_in_float32(half):
     mu = jnp.full((2, 3), 0.3, half)
     g = jax.grad(lambda m: vkj.kl_standard_normal(m, m).sum())(mu)
     assert g.dtype == half
+
+
+def test_forward_mode_is_jaxs_custom_vjp_error():
+    mu = jnp.full((2, 3), 0.5)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda m: vkj.kl_standard_normal(m, m), (mu,), (mu,))

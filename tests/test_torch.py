@@ -1,8 +1,8 @@
 """vaekernels.torch: every kernel of the table as a PyTorch operator. opcheck (schema, fake tensors,
 autograd registration, AOT dispatch) on every operator; gradcheck in float64 on every differentiable one;
-results bitwise the NumPy API's; errors the NumPy API's; torch.compile(fullgraph=True) of a VAE loss with
-one compilation over 20 steps whose offsets advance; a VAE on the digits trained with the operators reaches
-the ELBO of the same VAE written with native torch ops. GPU cases skip without a device."""
+results bitwise the NumPy API's; errors the NumPy API's; GaussianLatent's keys from torch's generator; a VAE
+on the digits trained with the operators reaches the ELBO of the same VAE written with native torch ops.
+GPU cases skip without a device. The transforms (compile, checkpointing, vmap, ...): test_torch_transforms.py."""
 import os
 import subprocess
 import sys

@@ -97,8 +97,9 @@ def _dtype_arg(v):
 # -------------------------------------------------------------------------------------------------
 def _function(k):
     op = getattr(ops, k.name)
-    # Eager calls apply the functorch-ready Function; a graph being compiled records the operator itself
-    # (its register_autograd formula: the same setup_context and backward), which dynamo does not trace into.
+    # Eager calls that differentiate apply the functorch-ready Function (torch.func.grad's inputs require
+    # grad); the others, and graphs being compiled, call the operator itself (its register_autograd formula:
+    # the same setup_context and backward; dynamo does not trace into the Function).
     function = _AUTOGRAD_FUNCTIONS[k.name].apply if k.name in _AUTOGRAD_FUNCTIONS else op
     params = []
     for p in k.params:
@@ -130,12 +131,11 @@ def _function(k):
             conv.append(v)
         if k.layout == CREATION:
             conv.append(dev)
-        if torch.compiler.is_compiling():
-            res = op(*conv)
-        elif function is op:
-            res = op(*conv)
-        else:
+        if (function is not op and not torch.compiler.is_compiling() and torch.is_grad_enabled()
+                and any(type(v) is not list and getattr(v, "requires_grad", False) for v in conv)):
             res = function(*transforms.autocast_inputs(conv))
+        else:                       # nothing to differentiate here (or a graph being compiled): the operator
+            res = op(*conv)
         return res if returns is None else args[returns]
 
     fn.__name__ = fn.__qualname__ = k.name
