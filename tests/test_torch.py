@@ -181,8 +181,8 @@ def test_gaussian_latent_draws_a_key_per_call_and_regenerates_eps():
 # -------------------------------------------------------------------------------------------------
 # a VAE trained with the operators reaches the ELBO of the native torch one
 # -------------------------------------------------------------------------------------------------
-def _train_digits(use_vk, seed, epochs=40):
-    pytest.importorskip("sklearn")
+def digits_vae(seed):
+    """The binarised digits and a 64-128-8 tanh VAE (encoder, decoder, Adam 3e-3) initialised from seed."""
     X, _ = vk.datasets.load_digits()
     X = torch.from_numpy((X > 0.5).astype(np.float32))
     torch.manual_seed(seed)
@@ -190,6 +190,12 @@ def _train_digits(use_vk, seed, epochs=40):
     enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.Tanh(), torch.nn.Linear(H, 2 * L))
     dec = torch.nn.Sequential(torch.nn.Linear(L, H), torch.nn.Tanh(), torch.nn.Linear(H, D))
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=3e-3)
+    return X, enc, dec, opt, L
+
+
+def _train_digits(use_vk, seed, epochs=40):
+    pytest.importorskip("sklearn")
+    X, enc, dec, opt, L = digits_vae(seed)
     gen = torch.Generator().manual_seed(seed)
     offset = 0
     for _ in range(epochs):

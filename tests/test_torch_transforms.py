@@ -19,6 +19,7 @@ if os.environ.get("VAEKERNELS_EXPECT_TORCH") == "1":
 else:
     torch = pytest.importorskip("torch")
 import vaekernels.torch as vkt  # noqa: E402
+from test_torch import digits_vae  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
 
 from vaekernels.kernels import KERNELS  # noqa: E402
@@ -169,14 +170,8 @@ def test_inplace_edit_of_an_input_after_the_forward_is_refused():
 
 
 def _train_digits(seed, compiled, epochs=25):
-    X, _ = vk.datasets.load_digits()
-    X = torch.from_numpy((X > 0.5).astype(np.float32))
-    torch.manual_seed(seed)
-    D, H, L = 64, 128, 8
-    enc = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.Tanh(), torch.nn.Linear(H, 2 * L))
-    dec = torch.nn.Sequential(torch.nn.Linear(L, H), torch.nn.Tanh(), torch.nn.Linear(H, D))
+    X, enc, dec, opt, L = digits_vae(seed)
     latent = vkt.GaussianLatent()
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=3e-3)
 
     def loss_fn(x):
         h = enc(x)
