@@ -17,7 +17,7 @@ import numpy as np
 from . import kernels as ops
 from .kernels import validate as V
 
-__all__ = ["load_digits", "load_mnist", "read_idx", "binarize", "permutation", "train_test_split"]
+__all__ = ["load_digits", "load_mnist", "read_idx", "binarize", "check_data", "permutation", "train_test_split"]
 
 # IDX type codes (third byte of the magic number) -> big-endian element dtype
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
@@ -130,12 +130,30 @@ def load_mnist(path, split="train", dtype=np.float32, labels=None):
 # -------------------------------------------------------------------------------------------------
 # Randomised helpers on the package's streams
 # -------------------------------------------------------------------------------------------------
+def check_data(X, name="X", unit_interval=False):
+    """The data check every entry point makes before anything else (``VAE.fit`` and the evaluation
+    methods, ``binarize``, the command line), with one message: X finite (NaN or inf is a ValueError naming
+    the first row and column), and in [0, 1] when ``unit_interval`` (grey levels for binarisation or a
+    Bernoulli likelihood). Returns X."""
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        where = f"first at row {bad[0]}, column {bad[1]}" if bad.size == 2 else f"first at index {tuple(bad)}"
+        raise ValueError(f"{name} contains NaN or inf ({where}); clean the data first")
+    if unit_interval and X.size:
+        lo, hi = float(X.min()), float(X.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood / binarisation, got values "
+                             f"in [{lo}, {hi}] (scale it, e.g. pixels / 255)")
+    return X
+
+
 def binarize(X, seed, offset=0, out=None):
     """A Bernoulli draw per element: 1 where U < X, U ~ ``rand(X.shape, seed, offset)`` (so P(1) = X).
 
-    X: float array with values in [0, 1]. Consumes stream positions offset .. offset + X.size - 1.
-    Returns an array of X's dtype (or fills ``out``)."""
-    X = V.float_array("X", X)
+    X: float array with values in [0, 1] (NaN, inf or values outside are a ValueError: ``check_data``).
+    Consumes stream positions offset .. offset + X.size - 1. Returns an array of X's dtype (or fills
+    ``out``)."""
+    X = check_data(V.float_array("X", X), "X", unit_interval=True)
     u = ops.rand(X.shape, seed, offset, X.dtype)
     out = V.host_output("out", out, X.shape, X.dtype)
     return np.less(u, X, out=out)

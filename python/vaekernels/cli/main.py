@@ -82,7 +82,13 @@ def _load_data(spec, split):
         return datasets.load_mnist(path, split)
     # Memory-mapped, never unpickled: a header that declares more than the file holds, or object arrays,
     # is a ValueError before anything is allocated; the copy below reads only what is really there.
-    X = np.load(path, allow_pickle=False, mmap_mode="r")
+    try:
+        X = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as e:   # empty, truncated, not .npy (EOFError: zero bytes)
+        raise ValueError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(X, np.ndarray):               # an .npz archive under a .npy name
+        X.close()
+        raise ValueError(f"{path}: is an .npz archive, not an .npy array (save one array with np.save)")
     if X.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D array (rows, features), got shape {X.shape}")
     if X.dtype.kind not in "biuf":
@@ -97,12 +103,38 @@ def _load_data(spec, split):
 _GAP_DEFAULTS = {"gap_points": 10, "ais_steps": 1000, "ais_chains": 16, "gap_log_px": "ais"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``vaekernels train: error: --lr: ...`` and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fail(command, message):
+    """A runtime failure (not the user's arguments): one line on stderr, exit status 1."""
+    print(f"vaekernels {command}: {message}", file=sys.stderr)
+    return 1
+
+
+def _writable_folder(parser, option, path):
+    """Create ``path`` (a folder for outputs) or refuse it now, before any work: a usage error naming the
+    option when it is a file, cannot be created or cannot be written."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        parser.error(f"{option}: {path!r} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        parser.error(f"{option}: cannot create the folder {path!r} ({e.strerror or e})")
+    if not os.access(path, os.W_OK | os.X_OK):
+        parser.error(f"{option}: the folder {path!r} is not writable")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="vaekernels", description="Fused C++/CUDA kernels for VAEs and MCMC.")
+    p = _Parser(prog="vaekernels", description="Fused C++/CUDA kernels for VAEs and MCMC.")
     sub = p.add_subparsers(dest="command", metavar="{demo,train,eval,tour}")
 
     b = sub.add_parser("tour", help="run the main kernels against NumPy, check them and print a table")
-    b.set_defaults(func=_cmd_tour)
+    b.set_defaults(func=_cmd_tour, parser=b)
 
     d = sub.add_parser("demo", help="train a VAE on the 8x8 digits, print ELBO/IWAE, write plots and a summary")
     d.add_argument("--out", default="vaekernels-demo", help="output folder (default: %(default)s)")
@@ -116,7 +148,7 @@ def build_parser():
     d.add_argument("--gap-points", type=_nonneg_int, default=4,
                    help="test digits whose inference gaps (AIS, best Gaussian q*) are measured; 0 skips it "
                         "(default: %(default)s)")
-    d.set_defaults(func=_cmd_demo)
+    d.set_defaults(func=_cmd_demo, parser=d)
 
     t = sub.add_parser("train", help="train a VAE and save a checkpoint")
     t.add_argument("--data", type=_data_spec, required=True, help="digits | mnist:PATH | FILE.npy")
@@ -136,7 +168,7 @@ def build_parser():
                    help="hold out the last N training rows for a per-epoch validation ELBO")
     t.add_argument("--out", default="vaekernels-run", help="output folder: model.npz, history.json")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=_cmd_train, parser=t)
 
     e = sub.add_parser("eval", help="ELBO and IWAE(k) of a checkpoint on a data set")
     e.add_argument("checkpoint", help="a model.npz written by `vaekernels train` or VAE.save")
@@ -164,7 +196,7 @@ def build_parser():
     e.add_argument("--gap-log-px", default=None, choices=["ais", "iwae"],
                    help=f"log p(x) for --gaps: AIS, or the IWAE(k) estimates computed anyway (default: "
                         f"{_GAP_DEFAULTS['gap_log_px']})")
-    e.set_defaults(func=_cmd_eval)
+    e.set_defaults(func=_cmd_eval, parser=e)
     return p
 
 
@@ -179,6 +211,7 @@ def _cmd_tour(args, parser):
 
 def _cmd_demo(args, parser):
     from .demo import run_demo, write_summary
+    _writable_folder(parser, "--out", args.out)
     summary, model, data = run_demo(args.out, epochs=args.epochs, seed=args.seed, n_latent=args.latent, k=args.k,
                                     progress=not args.no_progress)
     if args.mcmc_points:
@@ -205,12 +238,23 @@ def _is_binary(X):
     return bool(np.all((X == 0) | (X == 1)))
 
 
-def _cmd_train(args, parser):
-    from ..vae import VAE
+def _load_checked(parser, spec, split, unit_interval):
+    """The --data rows, checked before any work with the library's data check (the same message as
+    ``VAE.fit``): readable, 2-D, real, finite, and in [0, 1] where a Bernoulli model or binarisation needs it."""
+    from ..datasets import check_data
     try:
-        X, _ = _load_data(args.data, "train")
+        X, _ = _load_data(spec, split)
     except (ValueError, OSError) as err:
         parser.error(f"--data: {err}")
+    try:
+        return check_data(X, "--data", unit_interval=unit_interval)
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def _cmd_train(args, parser):
+    from ..vae import VAE
+    X = _load_checked(parser, args.data, "train", unit_interval=args.likelihood == "bernoulli")
     if args.validation >= len(X):
         parser.error(f"--validation {args.validation} leaves no training rows (the data have {len(X)})")
     X_val = X[len(X) - args.validation:] if args.validation else None
@@ -218,8 +262,14 @@ def _cmd_train(args, parser):
     binarize = args.binarize
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" and not _is_binary(X_tr) else "none"
-    model = VAE(X.shape[1], args.latent, hidden=args.hidden, activation=args.activation,
-                likelihood=args.likelihood, seed=args.seed)
+    if binarize == "dynamic" and args.likelihood != "bernoulli":
+        parser.error("--binarize dynamic needs the bernoulli likelihood")
+    try:
+        model = VAE(X.shape[1], args.latent, hidden=args.hidden, activation=args.activation,
+                    likelihood=args.likelihood, seed=args.seed)
+    except (ValueError, MemoryError) as err:
+        parser.error(f"--hidden/--latent: {err or 'the model does not fit in memory'}")
+    _writable_folder(parser, "--out", args.out)
     print(f"{model}\ntraining on {len(X_tr)} rows" + (f", validating on {len(X_val)}" if X_val is not None
                                                          else "") + f", binarisation: {binarize}")
     try:
@@ -228,11 +278,17 @@ def _cmd_train(args, parser):
                          progress=not args.no_progress)
     except ValueError as err:
         parser.error(str(err))
-    os.makedirs(args.out, exist_ok=True)
-    ckpt = model.save(os.path.join(args.out, "model.npz"))
-    with open(os.path.join(args.out, "history.json"), "w") as f:
-        json.dump({"args": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-                            if k != "func"}, "binarize": binarize, "history": hist}, f, indent=1, default=str)
+    except FloatingPointError:
+        return _fail("train", f"training diverged at epoch {model.epoch + 1}, step {model.step + 1} (a non-finite "
+                              f"loss or gradient); try a lower --lr (it was {args.lr:g})")
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
+                if k not in ("func", "parser")}
+    try:
+        ckpt = model.save(os.path.join(args.out, "model.npz"))
+        with open(os.path.join(args.out, "history.json"), "w") as f:
+            json.dump({"args": settings, "binarize": binarize, "history": hist}, f, indent=1, default=str)
+    except OSError as err:
+        return _fail("train", f"cannot write the results to {args.out!r}: {err}")
     for i, ep in enumerate(hist["epoch"]):
         line = f"epoch {ep + 1:4d}  ELBO {hist['elbo'][i]:9.3f}  KL {hist['kl'][i]:8.3f}"
         if "val_elbo" in hist:
@@ -253,17 +309,17 @@ def _cmd_eval(args, parser):
             setattr(args, k, v)
     try:
         model = VAE.load(args.checkpoint)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
-    try:
-        X, _ = _load_data(args.data, args.split)
     except (ValueError, OSError) as err:
-        parser.error(f"--data: {err}")
+        parser.error(f"{err}")
+    X = _load_checked(parser, args.data, args.split,
+                      unit_interval=model.likelihood == "bernoulli" or args.binarize == "once")
     if X.shape[1] != model.n_inputs:
         parser.error(f"--data has {X.shape[1]} columns but the model expects {model.n_inputs}")
     if args.limit:
         X = X[:args.limit]
     X = X.astype(model.dtype)
+    if not np.all(np.isfinite(X)):
+        parser.error(f"--data: values overflow the model's dtype {model.dtype}")
     binarized = False
     if args.binarize == "once" or (args.binarize == "auto" and model.likelihood == "bernoulli"
                                    and not _is_binary(X)):
@@ -305,7 +361,7 @@ def main(argv=None):
         parser.print_usage()
         print("commands: demo, train, eval, tour (vaekernels COMMAND --help for each)")
         return 2
-    return args.func(args, parser)
+    return args.func(args, args.parser)        # usage errors name the subcommand: "vaekernels train: error: ..."
 
 
 if __name__ == "__main__":

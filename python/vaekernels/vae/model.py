@@ -27,6 +27,7 @@ one BLAS thread (``fit`` and the evaluation methods pin NumPy's BLAS to one thre
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 
 import numpy as np
@@ -39,7 +40,9 @@ from .evaluation import Evaluation
 from .training import Training, linear_warmup
 from .workspace import Workspace
 
-__all__ = ["VAE", "linear_warmup", "FORMAT_VERSION"]
+__all__ = ["VAE", "linear_warmup", "FORMAT_VERSION", "MAX_PARAMETERS"]
+
+MAX_PARAMETERS = 1 << 31     # parameters of one VAE at most (16 GiB of float32 with gradients and Adam state)
 
 class VAE(Training, Evaluation, Checkpoints):
     """Variational autoencoder with a diagonal-Gaussian encoder q(z|x) = N(mu(x), diag exp(logvar(x))),
@@ -116,6 +119,11 @@ class VAE(Training, Evaluation, Checkpoints):
         out["dec_sizes"] = dec = (L,) + out["hidden"][::-1] + (D,)
         out["spec"] = nn.MLP.spec("enc", enc) + nn.MLP.spec("dec", dec) + (
             [("dec.logvar", (D,))] if likelihood == "gaussian" else [])
+        n_params = sum(math.prod(shape) for _, shape in out["spec"])
+        if n_params > MAX_PARAMETERS:
+            raise ValueError(f"n_inputs={D}, n_latent={L}, hidden={out['hidden']} make {n_params} parameters, more "
+                             f"than the {MAX_PARAMETERS} a VAE may have (with gradients and Adam state: 4 arrays "
+                             f"of that size)")
         return out
 
     # ---------------------------------------------------------------------------------------------
@@ -269,16 +277,8 @@ class VAE(Training, Evaluation, Checkpoints):
         X = self._check_batch(X, name)
         if X.shape[0] == 0:
             raise ValueError(f"{name} must have at least one row")
-        if not np.all(np.isfinite(X)):
-            bad = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); "
-                             f"clean the data before training")
-        if self.likelihood == "bernoulli" or binarize == "dynamic":
-            lo, hi = float(X.min()), float(X.max())
-            if lo < 0 or hi > 1:
-                raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood / binarisation, "
-                                 f"got values in [{lo}, {hi}] (scale it, e.g. pixels / 255)")
-        return X
+        from ..datasets import check_data
+        return check_data(X, name, unit_interval=self.likelihood == "bernoulli" or binarize == "dynamic")
 
     def loss_and_grad(self, x, seed, offset=0, kl_weight=1.0):
         """(mean negative ELBO over the batch, dict of gradients with the keys of ``get_params()``).

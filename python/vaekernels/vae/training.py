@@ -79,6 +79,10 @@ class Training:
         if binarize == "dynamic" and self.likelihood != "bernoulli":
             raise ValueError("binarize='dynamic' needs likelihood='bernoulli'")
         X = self._check_data(X, "X", binarize)
+        from .checkpoint import history_problem
+        problem = history_problem(self.history)
+        if problem:        # checked before any step: an epoch never fails half-committed on it
+            raise ValueError(f"model.history cannot be extended: {problem}")
         epochs = V.integer("epochs", epochs, 0, 1 << 40)
         batch_size = V.integer("batch_size", batch_size, 1, 1 << 31)
         batch_size = min(batch_size, X.shape[0])
