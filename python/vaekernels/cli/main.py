@@ -138,7 +138,7 @@ def build_parser():
 
     d = sub.add_parser("demo", help="train a VAE on the 8x8 digits, print ELBO/IWAE, write plots and a summary")
     d.add_argument("--out", default="vaekernels-demo", help="output folder (default: %(default)s)")
-    d.add_argument("--epochs", type=_nonneg_int, default=300, help="training epochs (default: %(default)s)")
+    d.add_argument("--epochs", type=_positive_int, default=300, help="training epochs (default: %(default)s)")
     d.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the model and data split")
     d.add_argument("--latent", type=_positive_int, default=2, help="latent dimension (default: %(default)s)")
     d.add_argument("--k", type=_positive_int, default=5000, help="IWAE samples per digit (default: %(default)s)")
@@ -252,6 +252,14 @@ def _load_checked(parser, spec, split, unit_interval):
         parser.error(str(err))
 
 
+def _in_model_dtype(parser, X, model):
+    """--data in the model's dtype; values beyond its range (float64 data for a float32 model) refused."""
+    try:
+        return model._check_batch(X, "--data")
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+
+
 def _cmd_train(args, parser):
     from ..vae import VAE
     X = _load_checked(parser, args.data, "train", unit_interval=args.likelihood == "bernoulli")
@@ -269,6 +277,8 @@ def _cmd_train(args, parser):
                     likelihood=args.likelihood, seed=args.seed)
     except (ValueError, MemoryError) as err:
         parser.error(f"--hidden/--latent: {err or 'the model does not fit in memory'}")
+    X_tr = _in_model_dtype(parser, X_tr, model)
+    X_val = None if X_val is None else _in_model_dtype(parser, X_val, model)
     _writable_folder(parser, "--out", args.out)
     print(f"{model}\ntraining on {len(X_tr)} rows" + (f", validating on {len(X_val)}" if X_val is not None
                                                          else "") + f", binarisation: {binarize}")
@@ -317,9 +327,7 @@ def _cmd_eval(args, parser):
         parser.error(f"--data has {X.shape[1]} columns but the model expects {model.n_inputs}")
     if args.limit:
         X = X[:args.limit]
-    X = X.astype(model.dtype)
-    if not np.all(np.isfinite(X)):
-        parser.error(f"--data: values overflow the model's dtype {model.dtype}")
+    X = _in_model_dtype(parser, X, model)
     binarized = False
     if args.binarize == "once" or (args.binarize == "auto" and model.likelihood == "bernoulli"
                                    and not _is_binary(X)):
@@ -360,8 +368,13 @@ def main(argv=None):
     if args.command is None:   # as every command line does: say what it can do
         parser.print_usage()
         print("commands: demo, train, eval, tour (vaekernels COMMAND --help for each)")
+        print("vaekernels: error: a command is required (demo, train, eval or tour)", file=sys.stderr)
         return 2
-    return args.func(args, args.parser)        # usage errors name the subcommand: "vaekernels train: error: ..."
+    try:
+        return args.func(args, args.parser)    # usage errors name the subcommand: "vaekernels train: error: ..."
+    except KeyboardInterrupt:                  # Ctrl-C: one line and the shell's status for SIGINT, no traceback
+        print(f"vaekernels {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -260,7 +260,12 @@ class VAE(Training, Evaluation, Checkpoints):
         if a.dtype != self.dtype:
             if a.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
-            a = a.astype(self.dtype)
+            with np.errstate(over="ignore"):
+                converted = a.astype(self.dtype)
+            if a.dtype.itemsize > converted.dtype.itemsize and np.isfinite(a).all() and not np.isfinite(converted).all():
+                raise ValueError(f"{name} has values beyond the range of the model's dtype {self.dtype} "
+                                 f"(largest magnitude {float(np.abs(a).max()):g})")
+            a = converted
         if not a.flags.aligned:   # e.g. unpickled from a byte buffer: the kernels need aligned rows
             a = a.copy()
         return a

@@ -70,9 +70,11 @@ class Training:
         ``elbo``, ``recon`` (mean log p(x|z)), ``kl``, ``kl_weight``, ``lr``, ``seconds``, and with
         validation data ``val_elbo``, ``val_recon``, ``val_kl``. ELBO values are per-sample means, in nats.
 
-        Raises ValueError for NaN/inf or out-of-range data (before any step), and FloatingPointError when a
-        loss or gradient becomes non-finite (naming epoch and batch); the parameters then are those of
-        the last finite step.
+        Raises ValueError for NaN/inf or out-of-range data or a ``model.history`` it cannot extend (before
+        any step), and FloatingPointError when a loss or gradient becomes non-finite (naming epoch and
+        batch). After any failure the model is at its last committed step, consistently: parameters, Adam
+        state and ``step`` are those after the last finite step; ``epoch`` and ``history`` count the epochs
+        completed (an epoch's counter and history entries are committed together).
         """
         if binarize not in (None, "dynamic"):
             raise ValueError(f"binarize must be None or 'dynamic', got {binarize!r}")
