@@ -15,8 +15,8 @@ import torch
 from .. import _core
 from ..kernels import dispatch
 from ..kernels import cuda as _cuda
-from ..kernels.spec import CREATION, Array
-from .operators import TENSOR_SCALARS, fake_impl, full_args, resolve_dtypes
+from ..kernels.spec import CREATION, PHILOX, Array
+from .operators import NATIVE, TENSOR_SCALARS, fake_impl, full_args, resolve_dtypes
 
 _MASK = (1 << 64) - 1
 _NP = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64), torch.uint32: np.dtype(np.uint32)}
@@ -87,9 +87,38 @@ def cpu_impl(k):
     arrays = tuple(i for i, p in enumerate(k.params) if isinstance(p, Array))
     wanted = " or ".join(k.dtypes)
 
+    n_params = len(k.params)
+    streams = tuple(i for i, p in enumerate(k.params) if not isinstance(p, Array) and p.kind in TENSOR_SCALARS)
+    # the common call, checked inline: a functional kernel, every argument given, tensors of one native float
+    # dtype, stream values as 0-d int64 tensors (anything else takes the general path and its messages)
+    plain = k.layout not in (CREATION, PHILOX) and not any(isinstance(p, Array) and p.io == "inout"
+                                                         for p in k.params)
+
+    def fast(args):
+        dtype = args[arrays[0]].dtype
+        if dtype not in NATIVE:
+            return None
+        a = list(args)
+        for i in arrays:
+            t = a[i]
+            if not isinstance(t, torch.Tensor) or t.dtype != dtype:
+                return None
+            a[i] = (t.detach() if t.requires_grad else t).numpy()
+        for i in streams:
+            t = a[i]
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 0:
+                return None
+            a[i] = stream_value(t)
+        res = dispatch.run(k, dispatch.HOST, a)
+        return tuple(torch.from_numpy(r) for r in res) if type(res) is tuple else torch.from_numpy(res)
+
     def impl(*args):
         if torch.get_num_threads() != _team[0]:
             follow_torch_threads()
+        if plain and len(args) == n_params:
+            res = fast(args)
+            if res is not None:
+                return res
         full, device = full_args(k, args)
         if device is not None:
             kind = torch.device(device).type
