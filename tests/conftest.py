@@ -1,7 +1,7 @@
 """Shared helpers for the vaekernels test suite: tolerance checks that report the first mismatches,
 ulp measurement, precision ladders (float32 -> float64 -> long double) and subprocess runners.
 
-Tolerance policy (see tests/README section in the project README):
+Tolerance policy (see tests/README.md):
 * Bit-for-bit (`np.testing.assert_array_equal` on the raw bytes) wherever the contract promises it:
   offsets, thread counts, SIMD levels, fused vs unfused kernels.
 * Against an independent reference: |actual - ref| <= atol + rtol * |ref| element by element, with atol
@@ -28,6 +28,18 @@ LD = np.longdouble
 # True where long double carries more precision than double (x86-64 80-bit, aarch64 Linux quad).
 EXTENDED_LD = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shared_data(name):
+    """The folder ../shared/data/<name> beside the checkout, or None when it is absent (its tests then skip).
+    With VAEKERNELS_EXPECT_DATA=1 (as .ci/run sets) an absent data set is an error instead: the tests that
+    rest on it cannot skip silently."""
+    path = os.path.join(REPO, "..", "shared", "data", name)
+    if os.path.isdir(path):
+        return path
+    if os.environ.get("VAEKERNELS_EXPECT_DATA") == "1":
+        raise FileNotFoundError(f"VAEKERNELS_EXPECT_DATA=1 but the shared data set {path!r} is missing")
+    return None
 
 
 @pytest.fixture(params=FLOATS, ids=["float32", "float64"])

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import vaekernels as vk
+from conftest import shared_data
 from vaekernels import datasets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MNIST = os.path.join(REPO, "..", "shared", "data", "mnist")
+MNIST = shared_data("mnist") or os.path.join(REPO, "..", "shared", "data", "mnist")
 
 
 def idx_bytes(array, type_code=0x08):

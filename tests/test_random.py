@@ -10,7 +10,7 @@ from conftest import EXTENDED_LD, R, assert_bitwise, assert_close, ulp_error, vk
 # -------------------------------------------------------------------------------------------------
 # Philox4x32-10
 # -------------------------------------------------------------------------------------------------
-# Random123 1.14, tests/kat_vectors, "philox4x32 10" lines: counter (4 words), key (2 words) -> output.
+# Random123 1.14, its file kat_vectors, "philox4x32 10" lines: counter (4 words), key (2 words) -> output.
 KAT = [
     ([0x00000000, 0x00000000, 0x00000000, 0x00000000], [0x00000000, 0x00000000],
      [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
