@@ -35,14 +35,14 @@ TRACKED = _tracked()
 NAMES = {os.path.basename(f) for f in TRACKED}
 DOCS = [f for f in TRACKED if f in ("README.md", "tests/README.md", "benchmarks/README.md")
         or (f.startswith("docs/") and f.endswith(".md"))]
-SOURCES = [f for f in TRACKED if f.endswith((".py", ".pyi", ".cpp", ".hpp", ".cu", ".cuh", ".toml"))
-           or os.path.basename(f) == "CMakeLists.txt"]
+SOURCES = [f for f in TRACKED if (f.endswith((".py", ".pyi", ".cpp", ".hpp", ".cu", ".cuh", ".toml"))
+                                  or os.path.basename(f) == "CMakeLists.txt") and f != "tests/test_docs.py"]
 
 
 def _path_exists(path, doc_dir):
     """The files ``path`` names (a glob allowed), tried from the doc's folder and the source folders."""
     for base in (doc_dir,) + BASES:
-        hits = glob.glob(os.path.join(REPO, base, path.rstrip("/")))
+        hits = glob.glob(os.path.join(REPO, base, path.rstrip("/")), recursive=True)
         if hits:
             return hits
     return []
@@ -113,7 +113,7 @@ def source_problems(src):
     for n, line in enumerate(open(os.path.join(REPO, src), errors="replace").read().splitlines(), 1):
         for m in _SOURCE_PATH.finditer(line):
             path, symbol = m.group(1), m.group(2)
-            hits = glob.glob(os.path.join(REPO, path))
+            hits = glob.glob(os.path.join(REPO, path), recursive=True)
             if not hits:
                 problems.append(f"line {n}: {path} (no such file or folder)")
             elif symbol and not _symbol_in(hits, symbol):
@@ -128,6 +128,7 @@ def test_every_name_a_document_gives_exists(doc):
 
 
 def test_every_path_a_source_file_names_exists():
+    """(This file is left out: its self-check names stale paths on purpose.)"""
     problems = [f"{src}: {p}" for src in SOURCES for p in source_problems(src)]
     assert not problems, "source files name paths that do not exist:\n  " + "\n  ".join(problems)
 
