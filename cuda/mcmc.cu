@@ -3,7 +3,7 @@
 // Everything a chain does comes from the shared headers: its random numbers and accept rule from
 // vaekernels/mcmc.hpp (the Philox stream layout keyed by (seed, chain id, step)), its log-density from
 // vaekernels/targets.hpp (instantiated on double with stride = chains). The proposal arithmetic is the
-// CPU sampler's (cpp/src/mcmc.cpp, Sampler::propose), so a chain stepped here follows the CPU chain with
+// CPU sampler's (cpp/src/mcmc_sampler.hpp:propose), so a chain stepped here follows the CPU chain with
 // the same (seed, chain id, step, step size) bit for bit.
 //
 // State layout: x and the proposal buffer xp are (dim, chains) coordinate-major, so consecutive threads

@@ -26,7 +26,7 @@ from conftest import (EXTENDED_LD, LD, R, assert_bitwise, assert_close, assert_m
 
 SHAPES = [(64, 37), (4, 2500), (2000, 40), (7,), (3, 4, 19)]
 # (64, 37): rows shorter than the 16 reduction lanes' multiple; (4, 2500): rows longer than the kernels'
-# 1024-element chunk (the other row_reduce path); (2000, 40): 80 000 elements, above the OpenMP threshold;
+# 1024-element chunk (the other row_reduce path); (2000, 40): 80 000 elements, above the parallel threshold (kParallelMin);
 # (7,): a single row; (3, 4, 19): a 3-D batch.
 
 

@@ -422,7 +422,7 @@ THREAD_SCRIPT = textwrap.dedent("""
 
 
 def test_fit_bit_identical_across_thread_counts():
-    # big enough that OpenBLAS splits its GEMMs and the OpenMP kernels (adam_step over 270k parameters,
+    # big enough that OpenBLAS splits its GEMMs and the thread team's kernels (adam_step over 270k parameters,
     # rand over 65k pixels) run in parallel when allowed two threads
     digests = []
     for threads in ("1", "2"):

@@ -69,7 +69,7 @@ struct Config {
     bool keep_warmup = false;           // record warm-up iterations into Outputs::warmup_*
     bool adapt_metric = false;          // MALA/HMC: a diagonal inverse metric per chain from its own warm-up draws
     const double* x0 = nullptr;               // (chains, dim)
-    const double* step0 = nullptr;            // (chains,) initial (or fixed) random-walk step sizes
+    const double* step0 = nullptr;            // (chains,) initial (or fixed) step sizes of any proposal
     const double* proposal_mean = nullptr;    // (chains, dim), independence proposal
     const double* proposal_logvar = nullptr;  // (chains, dim)
     Progress* progress = nullptr;             // optional: progress reports and interrupts (see Progress)

@@ -230,7 +230,7 @@ int main() {
                         run_kernels(k->f32, rows, cols, offset, samples);
                         run_kernels(k->f64, rows, cols, offset, samples);
                     }
-        // above the OpenMP threshold, and at the very end of the stream
+        // above the parallel threshold (kParallelMin), and at the very end of the stream
         run_kernels(k->f32, 300, 257, top - uint64_t(3) * 300 * 257, 3);
         run_kernels(k->f64, 300, 257, top - uint64_t(3) * 300 * 257, 3);
     }

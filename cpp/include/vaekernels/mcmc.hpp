@@ -1,5 +1,5 @@
 // mcmc.hpp: the per-chain pieces of one Metropolis-Hastings step, shared by the CPU sampler
-// (cpp/src/mcmc.cpp) and the CUDA sampler: where its random numbers come from, the accept decision and
+// (cpp/src/mcmc.cpp) and the CUDA random-walk step (cuda/mcmc.cu): where its random numbers come from, the accept decision and
 // the Robbins-Monro step-size update.
 //
 // Random stream of the sampler (Philox4x32-10, philox.hpp):
@@ -113,7 +113,7 @@ VK_HD int64_t mcmc_accept(double u, double lp_new, double delta, double& alpha) 
 // Robbins-Monro on the log step size toward the target acceptance probability:
 //   log s <- log s + gamma_t (alpha_t - target),  gamma_t = 1 / sqrt(t + 1)  (t counts from 0 in each phase)
 // At the end of a warm-up phase [b, e) the step is frozen at log s = (sum of the updated log s over steps
-// b + (e - b) / 2 .. e - 1, added in order) * (1.0 / count), s = vexp(log s) (cpp/src/mcmc.cpp, adapt()).
+// b + (e - b) / 2 .. e - 1, added in order) * (1.0 / count), s = vexp(log s) (cpp/src/mcmc_sampler.hpp:adapt).
 // The CPU and GPU use the same IEEE-exact sqrt, so the adapted step sizes agree to the bit.
 VK_HD double mcmc_adapt_log_step(double log_step, double alpha, double target_accept, int64_t t) {
     return log_step + (alpha - target_accept) / vsqrt(static_cast<double>(t + 1));

@@ -1,5 +1,5 @@
 // targets.hpp: log-densities of the built-in MCMC targets, shared by the CPU sampler (cpp/src/mcmc.cpp)
-// and the CUDA sampler.
+// and the CUDA random-walk step (cuda/mcmc.cu).
 //
 // Each density is one template over the value type V, evaluated for one chain or a pack of chains:
 //   V = double      one chain per call (the GPU: one thread per chain);

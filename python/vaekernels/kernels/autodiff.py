@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions
-from .spec import (BATCH, FULL, REQUIRED, SAMPLES, Add, Const, In, Neg, Repeat, Result, RowScale, Scalar,
+from .spec import (BATCH, FULL, REQUIRED, SAMPLES, Const, In, Neg, Repeat, Result, RowScale, Scalar,
                    SumSamples, Upstream)
 from .table import BY_NAME
 
@@ -37,8 +37,6 @@ def evaluate(e, env):
         return env.result(e.call, e.index)
     if isinstance(e, Neg):
         return -evaluate(e.expr, env)
-    if isinstance(e, Add):
-        return evaluate(e.a, env) + evaluate(e.b, env)
     if isinstance(e, RowScale):
         return evaluate(e.expr, env) * evaluate(e.rows, env)[..., None]
     if isinstance(e, Repeat):

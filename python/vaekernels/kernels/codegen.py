@@ -359,8 +359,6 @@ def _expr(e):
         return f"r{e.call}[{e.index}]"
     if t == "Neg":
         return f"-{_expr(e.expr)}"
-    if t == "Add":
-        return f"{_expr(e.a)} + {_expr(e.b)}"
     if t == "RowScale":
         return f"{_expr(e.rows)}[..., None] * {_expr(e.expr)}"
     if t == "Repeat":

@@ -21,7 +21,7 @@ that only create):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Layouts: how the kernel's logical shape maps onto the C++ extent.
 ROWS = "rows"                # reduces the last axis: C++ gets (rows, cols) = (prod(S[:-1]), S[-1])
@@ -122,12 +122,6 @@ class Neg:
 
 
 @dataclass(frozen=True)
-class Add:
-    a: object
-    b: object
-
-
-@dataclass(frozen=True)
 class RowScale:
     """``expr * rows[..., None]``: a per-element gradient scaled by a per-row upstream gradient."""
     rows: object
@@ -178,7 +172,6 @@ class Kernel:
     backward: Vjp | None = None
     returns: str = "outputs"
     doc: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def arrays(self):
