@@ -16,9 +16,6 @@ import warnings
 
 import torch
 
-from ..kernels import KERNELS  # noqa: F401  (the table is loaded before the operators are used)
-
-ops = torch.ops.vaekernels
 _KEY_HIGH = 2 ** 63 - 1          # keys in [0, 2**63 - 1): torch.randint's widest int64 range
 
 
