@@ -48,7 +48,7 @@ def _vmap_rule(k):
 
     def rule(info, in_dims, *args):
         if inplace:
-            raise NotImplementedError(
+            raise RuntimeError(
                 f"vaekernels.{k.name} updates its arguments in place and does not support torch.vmap; it is "
                 f"elementwise: call it once on the stacked tensors instead")
         args = list(args)
